@@ -1,0 +1,94 @@
+"""The API application factory: `uvicorn --factory api.app:create_app`.
+
+`create_app()` wires routes, dependencies, error handling and docs; Redis, the event subscription
+and the Celery app object are created in the lifespan (never at import) and closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from api.deps import Resources, provide_owner, provide_resources, provide_service
+from api.events import JobEventHub
+from api.problems import exception_handlers
+from api.routes.checklists import ChecklistController
+from api.routes.health import live, ready
+from api.routes.legacy import generate_checklist
+from api.service import ChecklistService
+from shared.jobs import JobStore
+from shared.queue import create_celery
+from shared.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = redis.asyncio.Redis.from_url(settings.redis_url, health_check_interval=30)
+        events = JobEventHub(client)
+        await events.start()
+        store = JobStore(client, job_ttl=settings.jobs.ttl, idempotency_ttl=settings.jobs.idempotency_ttl)
+        checklists = ChecklistService(store=store, events=events, celery=create_celery(settings))
+        app.state.resources = Resources(settings=settings, redis=client, events=events, checklists=checklists)
+        try:
+            yield
+        finally:
+            await events.stop()
+            await client.aclose()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.app.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    openapi = None
+    if settings.api.docs_enabled:
+        openapi = OpenAPIConfig(
+            title="Trip Checklist API",
+            version="1.0.0",
+            description="Trip details in, a prioritized, categorized preparation checklist out.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+        )
+    cors = None
+    if settings.api.allowed_origins:
+        cors = CORSConfig(
+            allow_origins=list(settings.api.allowed_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+            allow_credentials="*" not in settings.api.allowed_origins,
+        )
+    return Litestar(
+        route_handlers=[ChecklistController, generate_checklist, live, ready],
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False),
+            "checklists": Provide(provide_service, sync_to_thread=False),
+            "owner": Provide(provide_owner, sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers(),
+        lifespan=[_lifespan(settings)],
+        openapi_config=openapi,
+        cors_config=cors,
+        request_max_body_size=settings.api.max_body_bytes,
+        debug=settings.app.debug,
+    )

@@ -1,0 +1,109 @@
+"""Job status events for this API process: one Redis subscription, many local waiters.
+
+Every status change is published on `keys.EVENTS_CHANNEL`. Each API process keeps a single
+subscription and wakes the requests waiting on that job (long-polls, the legacy endpoint), so a
+waiting request costs no Redis connection and no polling. If the subscription drops it is
+re-established; waiters re-read the job when their wait ends, so a missed event costs at most
+the rest of that wait, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import msgspec
+import redis.asyncio
+
+from shared import keys
+from shared.jobs import JobEvent
+
+__all__ = ["JobEventHub", "Watch"]
+
+log = logging.getLogger(__name__)
+_decoder = msgspec.json.Decoder(JobEvent)
+
+
+class Watch:
+    """The events of one job, as seen by one waiting request."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+
+    async def next(self, timeout: float) -> JobEvent | None:
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+
+class JobEventHub:
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._watches: defaultdict[str, set[Watch]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="job-event-hub")
+
+    async def wait_subscribed(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the subscription broke: come back after a pause
+                self._subscribed.clear()
+                log.warning("job event subscription lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _listen(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.EVENTS_CHANNEL)
+            self._subscribed.set()
+            while True:
+                message = await pubsub.get_message(timeout=30.0)
+                if message is not None and message["type"] == "message":
+                    self.dispatch(message["data"])
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def dispatch(self, payload: bytes) -> None:
+        try:
+            event = _decoder.decode(payload)
+        except msgspec.DecodeError:
+            log.warning("ignoring a malformed job event: %r", payload[:200])
+            return
+        for watch in self._watches.get(event.id, ()):
+            watch.queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[Watch]:
+        """Receive the job's events from now on (enter *before* reading its state)."""
+        watch = Watch()
+        self._watches[job_id].add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(job_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[job_id]

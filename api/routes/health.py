@@ -1,0 +1,50 @@
+"""Liveness (/health: touches nothing) and readiness (/health/ready: Redis, workers, queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import redis
+from litestar import Response, get
+
+from api.deps import Resources
+from api.routes.checklists import json_response
+from shared import keys
+
+__all__ = ["live", "ready"]
+
+_LIVE = b'{"status":"ok"}'
+#: A worker counts as alive when its last heartbeat is younger than this many intervals.
+_ALIVE_INTERVALS = 3
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+    workers_alive: int | None
+    queue_depth: int | None
+
+
+@get("/health", tags=["health"], summary="Liveness", sync_to_thread=False)
+def live() -> Response[bytes]:
+    return json_response(_LIVE)
+
+
+@get("/health/ready", tags=["health"], summary="Readiness: Redis answers; workers and queue reported")
+async def ready(resources: Resources) -> Response[Readiness]:
+    window = resources.settings.worker.heartbeat_interval * _ALIVE_INTERVALS
+    try:
+        async with asyncio.timeout(2.0):
+            async with resources.redis.pipeline(transaction=False) as pipe:
+                pipe.ping()
+                pipe.llen(keys.QUEUE)
+                pipe.zcount(keys.WORKERS, time.time() - window, "+inf")
+                _, depth, workers = await pipe.execute()
+    except (redis.RedisError, OSError, TimeoutError) as exc:
+        reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+        body = Readiness(status="unavailable", checks={"redis": reason}, workers_alive=None, queue_depth=None)
+        return json_response(msgspec.json.encode(body), 503)  # type: ignore[return-value]
+    body = Readiness(status="ready", checks={"redis": "ok"}, workers_alive=int(workers), queue_depth=int(depth))
+    return json_response(msgspec.json.encode(body))  # type: ignore[return-value]

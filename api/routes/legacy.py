@@ -1,0 +1,75 @@
+"""POST /api/v1/generate-checklist: the old synchronous endpoint, kept for its clients.
+
+It enqueues a job like any other, waits (event-driven) up to `LEGACY_WAIT` seconds, and answers
+in the old shape; a job still running by then gets `202` with its link to poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from api.deps import Resources, json_body
+from api.problems import problem_response
+from api.routes.checklists import json_response
+from api.service import ChecklistService
+from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
+from shared.validation import decode_body, normalise_trip
+
+__all__ = ["generate_checklist", "legacy_shape"]
+
+_encoder = msgspec.json.Encoder()
+
+
+def legacy_shape(job: Job) -> LegacyResponse:
+    """The old service's answer for a succeeded job."""
+    assert job.result is not None
+    assert job.finished_at is not None
+    done = job.finished_at
+    items = [
+        LegacyItem(
+            id=item.id,
+            text=item.text,
+            category=item.category,
+            checked=False,
+            priority=item.priority,
+            user_added=False,
+            created_at=done,
+            updated_at=done,
+        )
+        for item in job.result.items
+    ]
+    return LegacyResponse(id=job.id, items=items, generated_at=done, trip_data=job.request)
+
+
+@post(
+    "/api/v1/generate-checklist",
+    status_code=HTTP_200_OK,
+    tags=["legacy"],
+    summary="Legacy: submit and wait for the checklist",
+    description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
+)
+async def generate_checklist(
+    request: Request[Any, Any, Any], checklists: ChecklistService, resources: Resources, owner: str
+) -> Response[LegacyResponse]:
+    legacy = decode_body(await json_body(request), LegacyRequest)
+    trip = normalise_trip(legacy.trip_data, prefix="$.trip_data")
+    submitted = await checklists.submit(owner, trip)
+    job = await checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
+    if job.status == "succeeded":
+        return json_response(_encoder.encode(legacy_shape(job)))  # type: ignore[return-value]
+    if job.status == "failed" and job.error is not None:
+        return problem_response(  # type: ignore[return-value]
+            request,
+            status=502,
+            code=job.error.code,
+            title="Checklist generation failed",
+            detail=f"job {job.id}: {job.error.message}",
+        )
+    pending = SubmitAccepted(id=job.id, status=job.status, created_at=job.created_at, links=job.links)
+    return json_response(  # type: ignore[return-value]
+        _encoder.encode(pending), HTTP_202_ACCEPTED, {"Location": job.links.self_}
+    )

@@ -1,0 +1,144 @@
+"""Checklist jobs as the API offers them: submit, read, wait, list, cancel, delete.
+
+The service holds the logic and works outside a request (tests and scripts build it directly);
+controllers only translate HTTP to these calls and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+from celery import Celery
+
+from api.events import JobEventHub
+from shared import lifecycle
+from shared.clock import utcnow
+from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
+from shared.jobs import JobStore, decode_cursor, fingerprint
+from shared.queue import task_envelope
+from shared.schemas import TERMINAL_STATUSES, Job, JobStatus, SubmitAccepted, TripRequest
+
+__all__ = ["ChecklistService", "Submitted"]
+
+_MAX_IDEMPOTENCY_KEY = 255
+
+
+class _StatusOnly(msgspec.Struct):
+    status: str
+
+
+_status_decoder = msgspec.json.Decoder(_StatusOnly)
+_job_decoder = msgspec.json.Decoder(Job)
+_trip_encoder = msgspec.json.Encoder()
+
+
+def status_of(doc: bytes) -> str:
+    return _status_decoder.decode(doc).status
+
+
+def _check_job_id(job_id: str) -> None:
+    # Ids are 32 lower-case hex characters; anything else cannot exist, so skip the round trip.
+    if len(job_id) != 32 or not all(c in "0123456789abcdef" for c in job_id):
+        raise NotFound(f"no checklist job {job_id!r}")
+
+
+def check_idempotency_key(key: str) -> str:
+    if not 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    accepted: SubmitAccepted
+    replayed: bool
+
+
+@dataclass
+class ChecklistService:
+    store: JobStore
+    events: JobEventHub
+    celery: Celery
+    clock: Callable[[], datetime] = utcnow
+
+    async def submit(self, owner: str, trip: TripRequest, idempotency_key: str | None = None) -> Submitted:
+        """Store and enqueue a job in one round trip; replay the earlier job for a known key."""
+        job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
+        body_print = fingerprint(_trip_encoder.encode(trip)) if idempotency_key else ""
+        outcome = await self.store.create(job, owner, task_envelope(self.celery, job.id), idempotency_key, body_print)
+        if outcome.kind == "conflict":
+            raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
+        if outcome.kind == "existing" and outcome.doc is not None:
+            earlier = _job_decoder.decode(outcome.doc)
+            accepted = SubmitAccepted(
+                id=earlier.id, status=earlier.status, created_at=earlier.created_at, links=earlier.links
+            )
+            return Submitted(accepted=accepted, replayed=True)
+        accepted = SubmitAccepted(id=job.id, status=job.status, created_at=job.created_at, links=job.links)
+        return Submitted(accepted=accepted, replayed=False)
+
+    async def get_doc(self, owner: str, job_id: str) -> bytes:
+        _check_job_id(job_id)
+        doc = await self.store.get_doc(owner, job_id)
+        if doc is None:
+            raise NotFound(f"no checklist job {job_id!r}")
+        return doc
+
+    async def wait_doc(self, owner: str, job_id: str, timeout: float) -> bytes:
+        """The job once it is terminal, or as it stands after `timeout` seconds."""
+        _check_job_id(job_id)
+        deadline = time.monotonic() + timeout
+        async with self.events.watch(job_id) as watch:
+            doc = await self.get_doc(owner, job_id)
+            while status_of(doc) not in TERMINAL_STATUSES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                event = await watch.next(remaining)
+                if event is None:
+                    return await self.get_doc(owner, job_id)
+                if event.status == "deleted":
+                    raise NotFound(f"checklist job {job_id!r} was deleted")
+                if event.status in TERMINAL_STATUSES:
+                    return await self.get_doc(owner, job_id)
+            return doc
+
+    async def wait_job(self, owner: str, job_id: str, timeout: float) -> Job:
+        return _job_decoder.decode(await self.wait_doc(owner, job_id, timeout))
+
+    async def list_docs(
+        self, owner: str, *, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[bytes], str | None]:
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            if after is None:
+                raise InvalidRequest("cursor is not one this API issued", field="cursor")
+        return await self.store.list_docs(owner, limit=limit, after=after, status=status)
+
+    async def cancel(self, owner: str, job_id: str) -> Job:
+        """Queued or running → canceled; the worker's compare-and-set then leaves it alone."""
+        _check_job_id(job_id)
+        while True:
+            stored = await self.store.get(owner, job_id)
+            if stored is None:
+                raise NotFound(f"no checklist job {job_id!r}")
+            if lifecycle.is_terminal(stored.job):
+                raise JobNotCancelable(f"checklist job {job_id} is already {stored.job.status}")
+            canceled = await self.store.transition(stored, lifecycle.cancel(stored.job, self.clock()))
+            if canceled is not None:
+                return canceled.job
+            await asyncio.sleep(0)  # the job moved on meanwhile: read it again
+
+    async def delete(self, owner: str, job_id: str) -> None:
+        _check_job_id(job_id)
+        if not await self.store.delete(owner, job_id):
+            raise NotFound(f"no checklist job {job_id!r}")

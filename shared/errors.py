@@ -1,0 +1,160 @@
+"""The service's error tree. Every error carries a stable machine-readable `code`.
+
+    ServiceError
+    ├── SettingsError                 bad configuration; stops start-up (lists every problem)
+    ├── ApiError                      answered as problem+json with `status` and `code`
+    │   ├── InvalidRequest            422 invalid_request (names the field)
+    │   ├── MalformedBody             400 malformed_json
+    │   ├── UnsupportedMediaType      415 unsupported_media_type
+    │   ├── NotFound                  404 not_found
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
+    │   ├── JobNotCancelable          409 job_not_cancelable
+    │   └── DependencyUnavailable     503 dependency_unavailable
+    └── ProviderError                 a checklist provider failed; stored on the job as `error`
+        ├── RetryableProviderError    worth another attempt after `retry_after` (or backoff)
+        │   ├── UpstreamRateLimited   429 from Groq, honouring its retry-after
+        │   ├── UpstreamUnavailable   5xx, timeout, connection error
+        │   └── InvalidModelOutput    an answer that is not a usable checklist, even after repair
+        └── PermanentProviderError    retrying cannot help
+            ├── UpstreamAuthFailed        401/403
+            ├── UpstreamModelNotFound     404
+            └── UpstreamRejectedRequest   other 4xx
+
+HTTP mapping lives in one place: `api/problems.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+__all__ = [
+    "ApiError",
+    "DependencyUnavailable",
+    "IdempotencyKeyReused",
+    "InvalidModelOutput",
+    "InvalidRequest",
+    "JobNotCancelable",
+    "MalformedBody",
+    "NotFound",
+    "PermanentProviderError",
+    "ProviderError",
+    "RetryableProviderError",
+    "ServiceError",
+    "SettingsError",
+    "UnsupportedMediaType",
+    "UpstreamAuthFailed",
+    "UpstreamModelNotFound",
+    "UpstreamRateLimited",
+    "UpstreamRejectedRequest",
+    "UpstreamUnavailable",
+]
+
+
+class ServiceError(Exception):
+    """Root of every error this service raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SettingsError(ServiceError):
+    code = "invalid_settings"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid settings:\n  - " + "\n  - ".join(self.problems))
+
+
+class ApiError(ServiceError):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+
+class InvalidRequest(ApiError):
+    status = 422
+    code = "invalid_request"
+    title = "Invalid request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MalformedBody(ApiError):
+    status = 400
+    code = "malformed_json"
+    title = "Malformed request body"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class IdempotencyKeyReused(ApiError):
+    status = 409
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused with a different body"
+
+
+class JobNotCancelable(ApiError):
+    status = 409
+    code = "job_not_cancelable"
+    title = "Job already finished"
+
+
+class DependencyUnavailable(ApiError):
+    status = 503
+    code = "dependency_unavailable"
+    title = "A dependency is unavailable"
+
+
+class ProviderError(ServiceError):
+    code = "provider_error"
+
+
+class RetryableProviderError(ProviderError):
+    code = "upstream_error"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamRateLimited(RetryableProviderError):
+    code = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(RetryableProviderError):
+    code = "upstream_unavailable"
+
+
+class InvalidModelOutput(RetryableProviderError):
+    code = "invalid_model_output"
+
+
+class PermanentProviderError(ProviderError):
+    code = "upstream_rejected"
+
+
+class UpstreamAuthFailed(PermanentProviderError):
+    code = "upstream_auth_failed"
+
+
+class UpstreamModelNotFound(PermanentProviderError):
+    code = "upstream_model_not_found"
+
+
+class UpstreamRejectedRequest(PermanentProviderError):
+    code = "upstream_bad_request"

@@ -1,0 +1,75 @@
+"""The Celery application object, its configuration, and the message the API enqueues.
+
+The API does not publish through kombu: submitting a job is one Redis script that stores the job
+*and* pushes its task message (see `shared.jobs`), so a job can never exist without its message
+and the submit path costs one round trip. `task_envelope()` builds that message with Celery's own
+protocol-2 code and kombu's Redis envelope layout, exactly what `apply_async` would push onto the
+queue list; a test compares the two so that an upgrade that changes the format fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import msgspec
+from celery import Celery
+from kombu import Exchange, Queue
+
+from shared import keys
+from shared.settings import Settings
+
+__all__ = ["create_celery", "task_envelope"]
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app configured for the checklist queue; connects lazily, on first use."""
+    app = Celery("trip_checklist", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_queues=[Queue(keys.QUEUE, Exchange(keys.QUEUE), routing_key=keys.QUEUE)],
+        task_default_queue=keys.QUEUE,
+        task_routes={keys.TASK_NAME: {"queue": keys.QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        # A crashed worker must not lose its job: acknowledge only after the task ran, and give
+        # the message back if the worker process dies. Tasks are idempotent, so redelivery is safe.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            # Above the longest retry countdown: a retry waits as an ETA message held by a worker.
+            "visibility_timeout": settings.worker.visibility_timeout,
+            # How often the worker looks for unacknowledged messages of dead workers to restore.
+            "unacked_restore_throttle": min(10, settings.worker.visibility_timeout),
+        },
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,  # Flower's task view
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        enable_utc=True,
+    )
+    return app
+
+
+def task_envelope(app: Celery, job_id: str) -> bytes:
+    """The JSON that `apply_async(args=(job_id,), task_id=job_id)` would LPUSH onto the queue."""
+    headers, properties, body, _sent_event = app.amqp.create_task_message(job_id, keys.TASK_NAME, (job_id,), {})
+    envelope: dict[str, Any] = {
+        "body": base64.b64encode(msgspec.json.encode(body)).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": keys.QUEUE},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return msgspec.json.encode(envelope)

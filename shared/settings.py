@@ -1,0 +1,314 @@
+"""The one settings object, read from the environment (and a local `.env`), validated once.
+
+Settings are grouped by concern, one frozen dataclass each. `load_settings()` parses every field,
+collects *every* problem and raises one `SettingsError` listing them all, so a bad deployment is
+fixed in one round instead of one variable at a time. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from dotenv import dotenv_values
+
+from shared.errors import SettingsError
+
+__all__ = [
+    "ApiSettings",
+    "AppSettings",
+    "GroqSettings",
+    "JobSettings",
+    "RedisSettings",
+    "Settings",
+    "WorkerSettings",
+    "get_settings",
+    "load_settings",
+]
+
+Environment = Literal["development", "test", "production"]
+_ENVIRONMENTS: tuple[Environment, ...] = ("development", "test", "production")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PROVIDERS = ("auto", "groq", "offline")
+_FALLBACKS = ("none", "offline")
+#: A current Groq production model that supports strict structured outputs.
+DEFAULT_GROQ_MODEL = "openai/gpt-oss-120b"
+DEV_SECRET_KEY = "dev-only-secret-key-change-me-in-production"  # noqa: S105 - refused in production
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    environment: Environment = "development"
+    """`development`, `test` or `production`; production enforces the safety checks."""
+    debug: bool = False
+    """Verbose errors in logs; refused in production."""
+    log_level: str = "INFO"
+    """Root log level for both processes."""
+    secret_key: str = DEV_SECRET_KEY
+    """Signing key for tokens and webhooks; at least 32 characters in production."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    port: int = 8000
+    """Port `make run` binds the API to."""
+    workers: int = 1
+    """API processes the ASGI server starts."""
+    allowed_origins: tuple[str, ...] = ()
+    """Exact CORS origins; empty disables CORS."""
+    docs_enabled: bool = True
+    """Serve /schema/swagger; defaults to off in production."""
+    legacy_wait: float = 25.0
+    """Seconds the legacy endpoint waits for a job before answering 202."""
+    max_wait: float = 30.0
+    """Upper bound of `?wait=` on GET /checklists/{id}."""
+    max_body_bytes: int = 64 * 1024
+    """Request bodies above this many bytes get 413."""
+    rate_limit_requests: int = 100
+    """Requests per principal per window."""
+    rate_limit_window: int = 60
+    """The rate-limit window, in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str | None = None
+    """Redis URL for jobs, the Celery broker and limits; unset means `make run` embeds one."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroqSettings:
+    api_key: str | None = None
+    """Groq API key; unset selects the offline provider."""
+    model: str = DEFAULT_GROQ_MODEL
+    """Chat model used for checklists."""
+    base_url: str | None = None
+    """Override the Groq endpoint (tests point it at a fake server)."""
+    timeout: float = 30.0
+    """Seconds one Groq call may take before it counts as a timeout."""
+    max_output_tokens: int = 4096
+    """Completion budget per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    provider: Literal["auto", "groq", "offline"] = "auto"
+    """`auto` uses Groq when a key is set, otherwise the offline generator."""
+    fallback: Literal["none", "offline"] = "none"
+    """`offline`: answer from the offline generator once Groq attempts are exhausted."""
+    max_attempts: int = 5
+    """Provider attempts per job before it fails."""
+    backoff_base: float = 2.0
+    """First retry delay in seconds; doubles each attempt, with full jitter."""
+    backoff_cap: float = 60.0
+    """Longest delay between attempts, including a server's `retry-after`."""
+    concurrency: int = 16
+    """Task slots per worker process (thread pool)."""
+    visibility_timeout: int = 300
+    """Seconds before an unacknowledged message is redelivered; above the longest retry delay."""
+    heartbeat_interval: float = 5.0
+    """Seconds between worker liveness beats written to Redis."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    ttl: int = 7 * 24 * 3600
+    """Seconds a job is kept after its last change."""
+    idempotency_ttl: int = 24 * 3600
+    """Seconds an Idempotency-Key is remembered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app: AppSettings = field(default_factory=AppSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    groq: GroqSettings = field(default_factory=GroqSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+
+    @property
+    def use_groq(self) -> bool:
+        """Whether the worker calls Groq (as opposed to the offline generator)."""
+        if self.worker.provider == "auto":
+            return self.groq.api_key is not None
+        return self.worker.provider == "groq"
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis.url is None:
+            raise SettingsError(["REDIS_URL is not set (make run and the tests start a local Redis)"])
+        return self.redis.url
+
+
+class _Reader:
+    """Reads typed values from an env mapping, collecting problems instead of raising."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], kind: str) -> T:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not {kind}")
+            return default
+
+    def text(self, name: str, default: str) -> str:
+        return self._parse(name, default, str, "text")
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self._parse(name, default, int, "an integer")
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self._parse(name, default, float, "a number")
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        return self._parse(name, default, _parse_bool, "a boolean (true/false)")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        normalised = value.upper() if choices == _LOG_LEVELS else value.lower()
+        if normalised not in choices:
+            self.problems.append(f"{name}={value!r} must be one of {', '.join(choices)}")
+            return default
+        return normalised
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        raw = self.raw(name)
+        if raw is None:
+            return ()
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate settings from `env` (default: `.env` overlaid by the process environment)."""
+    if env is None:
+        env = _default_env()
+    read = _Reader(env)
+    environment = read.choice("ENVIRONMENT", "development", _ENVIRONMENTS)
+    production = environment == "production"
+    app = AppSettings(
+        environment=environment,  # type: ignore[arg-type]  # checked by choice()
+        debug=read.boolean("DEBUG", False),
+        log_level=read.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+        secret_key=read.text("SECRET_KEY", DEV_SECRET_KEY),
+    )
+    api = ApiSettings(
+        port=read.integer("PORT", 8000, minimum=1),
+        workers=read.integer("WORKERS", 1, minimum=1),
+        allowed_origins=read.csv("ALLOWED_ORIGINS"),
+        docs_enabled=read.boolean("DOCS_ENABLED", not production),
+        legacy_wait=read.number("LEGACY_WAIT", 25.0),
+        max_wait=read.number("MAX_WAIT", 30.0),
+        max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+        rate_limit_requests=read.integer("RATE_LIMIT_REQUESTS", 100, minimum=1),
+        rate_limit_window=read.integer("RATE_LIMIT_WINDOW", 60, minimum=1),
+    )
+    groq = GroqSettings(
+        api_key=read.optional("GROQ_API_KEY"),
+        model=read.text("GROQ_MODEL", DEFAULT_GROQ_MODEL),
+        base_url=read.optional("GROQ_BASE_URL"),
+        timeout=read.number("GROQ_TIMEOUT", 30.0, minimum=0.1),
+        max_output_tokens=read.integer("GROQ_MAX_TOKENS", 4096, minimum=256),
+    )
+    worker = WorkerSettings(
+        provider=read.choice("LLM_PROVIDER", "auto", _PROVIDERS),  # type: ignore[arg-type]
+        fallback=read.choice("LLM_FALLBACK", "none", _FALLBACKS),  # type: ignore[arg-type]
+        max_attempts=read.integer("LLM_MAX_ATTEMPTS", 5, minimum=1),
+        backoff_base=read.number("LLM_BACKOFF_BASE", 2.0),
+        backoff_cap=read.number("LLM_BACKOFF_CAP", 60.0),
+        concurrency=read.integer("WORKER_CONCURRENCY", 16, minimum=1),
+        visibility_timeout=read.integer("VISIBILITY_TIMEOUT", 300, minimum=1),
+        heartbeat_interval=read.number("WORKER_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
+    )
+    jobs = JobSettings(
+        ttl=read.integer("JOB_TTL", 7 * 24 * 3600, minimum=60),
+        idempotency_ttl=read.integer("IDEMPOTENCY_TTL", 24 * 3600, minimum=60),
+    )
+    settings = Settings(
+        app=app,
+        api=api,
+        redis=RedisSettings(url=read.optional("REDIS_URL")),
+        groq=groq,
+        worker=worker,
+        jobs=jobs,
+    )
+    problems = read.problems + _cross_checks(settings)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    """Rules that involve several fields, and the production safety rules."""
+    problems: list[str] = []
+    worker = settings.worker
+    if worker.backoff_cap < worker.backoff_base:
+        problems.append("LLM_BACKOFF_CAP must not be below LLM_BACKOFF_BASE")
+    if worker.visibility_timeout <= worker.backoff_cap:
+        # A retry waits in the worker as an ETA message; if it outlives the visibility timeout,
+        # Redis hands the same message to a second worker.
+        problems.append("VISIBILITY_TIMEOUT must be above LLM_BACKOFF_CAP (a waiting retry would be redelivered)")
+    if settings.worker.provider == "groq" and settings.groq.api_key is None:
+        problems.append("LLM_PROVIDER=groq needs GROQ_API_KEY")
+    if settings.app.environment == "production":
+        if len(settings.app.secret_key) < 32 or settings.app.secret_key == DEV_SECRET_KEY:
+            problems.append("SECRET_KEY must be a unique value of at least 32 characters in production")
+        if settings.app.debug:
+            problems.append("DEBUG must be false in production")
+        if "*" in settings.api.allowed_origins:
+            problems.append("ALLOWED_ORIGINS must list exact origins in production, not '*'")
+        if settings.groq.api_key is None and settings.worker.provider != "offline":
+            problems.append("GROQ_API_KEY is required in production unless LLM_PROVIDER=offline")
+    return problems
+
+
+def _default_env() -> dict[str, str]:
+    """`.env` in the working directory (if any), overridden by the real environment."""
+    env: dict[str, str] = {}
+    dotenv = Path(os.environ.get("ENV_FILE", ".env"))
+    if dotenv.is_file():
+        env.update({key: value for key, value in dotenv_values(dotenv).items() if value is not None})
+    env.update(os.environ)
+    return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()

@@ -1,0 +1,54 @@
+"""The worker's Celery application: `celery -A worker.celery_app worker`.
+
+Importing this module reads and validates settings but connects to nothing; per-process
+resources are built when the worker process starts and closed when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from shared.queue import create_celery
+from shared.settings import get_settings
+from worker import runtime
+
+__all__ = ["app"]
+
+settings = get_settings()
+app = create_celery(settings)
+app.conf.update(
+    include=["worker.tasks"],
+    # LLM calls are I/O-bound: threads give many concurrent calls per process at little memory
+    # (see README "Choosing the pool" for the measurement). Operators scale with more processes.
+    worker_pool="threads",
+    worker_concurrency=settings.worker.concurrency,
+)
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    logging.basicConfig(
+        level=settings.app.log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
+
+
+@signals.worker_process_init.connect
+def _start_child(**_: Any) -> None:
+    """Prefork children: each builds its own clients (sockets must not cross a fork)."""
+    runtime.start(settings)
+
+
+@signals.worker_ready.connect
+def _start_main(sender: Any = None, **_: Any) -> None:
+    """The main process: the heartbeat, and the resources the thread pool's tasks share."""
+    runtime.start_heartbeat(settings, hostname=str(getattr(sender, "hostname", "worker")))
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _stop(**_: Any) -> None:
+    runtime.stop()
