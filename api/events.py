@@ -50,8 +50,10 @@ class JobEventHub:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="job-event-hub")
 
-    async def wait_subscribed(self, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(self._subscribed.wait(), timeout)
+    @property
+    def subscribed(self) -> bool:
+        """Whether the subscription is live (events published now will reach waiters)."""
+        return self._subscribed.is_set()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -27,7 +27,9 @@ def create_celery(settings: Settings) -> Celery:
     """A Celery app configured for the checklist queue; connects lazily, on first use."""
     app = Celery("trip_checklist", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
-        task_queues=[Queue(keys.QUEUE, Exchange(keys.QUEUE), routing_key=keys.QUEUE)],
+        # The anonymous exchange routes by queue name alone, so neither the API's pushes nor a
+        # task's retries depend on exchange bindings stored in Redis.
+        task_queues=[Queue(keys.QUEUE, Exchange(""), routing_key=keys.QUEUE)],
         task_default_queue=keys.QUEUE,
         task_routes={keys.TASK_NAME: {"queue": keys.QUEUE}},
         task_serializer="json",

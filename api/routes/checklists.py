@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from api.deps import Resources, json_body
@@ -39,9 +40,9 @@ class ChecklistController(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
-        checklists: ChecklistService,
-        owner: str,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        checklists: NamedDependency[ChecklistService],
+        owner: NamedDependency[str],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[SubmitAccepted]:
         trip = normalise_trip(decode_body(await json_body(request), TripRequest))
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
@@ -54,11 +55,11 @@ class ChecklistController(Controller):
     @get("/{job_id:str}", summary="Read a job; `wait` long-polls until it finishes")
     async def read(
         self,
-        checklists: ChecklistService,
-        resources: Resources,
-        owner: str,
-        job_id: str,
-        wait: Annotated[float | None, Parameter(ge=0, description="Seconds to wait for a final status")] = None,
+        checklists: NamedDependency[ChecklistService],
+        resources: NamedDependency[Resources],
+        owner: NamedDependency[str],
+        job_id: FromPath[str],
+        wait: Annotated[float | None, QueryParameter(ge=0, description="Seconds to wait for a final status")] = None,
     ) -> Response[Job]:
         if wait is None or wait == 0:
             return json_response(await checklists.get_doc(owner, job_id))  # type: ignore[return-value]
@@ -70,11 +71,11 @@ class ChecklistController(Controller):
     @get("/", summary="The caller's jobs, newest first")
     async def list_jobs(
         self,
-        checklists: ChecklistService,
-        owner: str,
-        status: JobStatus | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        checklists: NamedDependency[ChecklistService],
+        owner: NamedDependency[str],
+        status: FromQuery[JobStatus | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: FromQuery[str | None] = None,
     ) -> Response[JobPage]:
         docs, next_cursor = await checklists.list_docs(owner, limit=limit, cursor=cursor, status=status)
         # The docs are stored as the public JSON already: splice them rather than re-encode.
@@ -82,10 +83,14 @@ class ChecklistController(Controller):
         return json_response(body)  # type: ignore[return-value]
 
     @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a queued or running job")
-    async def cancel(self, checklists: ChecklistService, owner: str, job_id: str) -> Response[Job]:
+    async def cancel(
+        self, checklists: NamedDependency[ChecklistService], owner: NamedDependency[str], job_id: FromPath[str]
+    ) -> Response[Job]:
         job = await checklists.cancel(owner, job_id)
         return json_response(_encoder.encode(job))  # type: ignore[return-value]
 
     @delete("/{job_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a job and all it stored")
-    async def remove(self, checklists: ChecklistService, owner: str, job_id: str) -> None:
+    async def remove(
+        self, checklists: NamedDependency[ChecklistService], owner: NamedDependency[str], job_id: FromPath[str]
+    ) -> None:
         await checklists.delete(owner, job_id)

@@ -8,6 +8,7 @@ import time
 import msgspec
 import redis
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from api.deps import Resources
 from api.routes.checklists import json_response
@@ -33,7 +34,7 @@ def live() -> Response[bytes]:
 
 
 @get("/health/ready", tags=["health"], summary="Readiness: Redis answers; workers and queue reported")
-async def ready(resources: Resources) -> Response[Readiness]:
+async def ready(resources: NamedDependency[Resources]) -> Response[Readiness]:
     window = resources.settings.worker.heartbeat_interval * _ALIVE_INTERVALS
     try:
         async with asyncio.timeout(2.0):

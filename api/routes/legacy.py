@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from api.deps import Resources, json_body
@@ -53,7 +54,10 @@ def legacy_shape(job: Job) -> LegacyResponse:
     description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
 )
 async def generate_checklist(
-    request: Request[Any, Any, Any], checklists: ChecklistService, resources: Resources, owner: str
+    request: Request[Any, Any, Any],
+    checklists: NamedDependency[ChecklistService],
+    resources: NamedDependency[Resources],
+    owner: NamedDependency[str],
 ) -> Response[LegacyResponse]:
     legacy = decode_body(await json_body(request), LegacyRequest)
     trip = normalise_trip(legacy.trip_data, prefix="$.trip_data")

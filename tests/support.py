@@ -1,0 +1,151 @@
+"""Starting the real processes tests run against: Celery workers (subprocesses) and the API
+(uvicorn in a thread, real HTTP), each pointed at its own Redis database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import uvicorn
+
+from api.app import create_app
+from shared import keys
+from shared.embedded_redis import free_port
+from shared.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Settings every test process shares: fast retries, no .env from the developer's checkout.
+TEST_ENV = {
+    "ENVIRONMENT": "test",
+    "ENV_FILE": "/nonexistent",
+    "LOG_LEVEL": "INFO",
+    "LLM_BACKOFF_BASE": "0.2",
+    "LLM_BACKOFF_CAP": "2",
+    "LLM_MAX_ATTEMPTS": "3",
+    "VISIBILITY_TIMEOUT": "30",
+    "WORKER_CONCURRENCY": "4",
+    "WORKER_HEARTBEAT_INTERVAL": "0.5",
+    "GROQ_TIMEOUT": "5",
+    "LEGACY_WAIT": "5",
+}
+_STRIPPED = ("GROQ_API_KEY", "GROQ_BASE_URL", "GROQ_MODEL", "REDIS_URL", "LLM_PROVIDER", "LLM_FALLBACK")
+
+
+def environment(overrides: dict[str, str]) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in _STRIPPED}
+    env.update(TEST_ENV)
+    env.update(overrides)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Worker:
+    """`celery -A worker.celery_app worker` as a subprocess, the same command production runs."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        self.env = environment(env)
+        self.log_path = log_dir / f"worker-{self.name.split('@')[0]}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                 "-Q", keys.QUEUE, "-n", self.name, "--without-mingle", "--without-gossip"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        deadline = time.monotonic() + timeout
+        try:
+            while client.zscore(keys.WORKERS, self.name) is None:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no acknowledgement, like a crashed host."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class ApiServer:
+    """The real app factory behind a real uvicorn server, in a background thread."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        settings = load_settings(environment(env))
+        self.port = free_port()
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"api-{self.port}", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0, *, wait_for_events: bool = True) -> ApiServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("API server did not start")
+            time.sleep(0.02)
+        if wait_for_events:
+            self._wait_for_event_subscription()
+        return self
+
+    def _wait_for_event_subscription(self) -> None:
+        # Long-poll tests rely on the event hub; wait until it listens on its channel.
+        deadline = time.monotonic() + 10
+        while not self.app.state.resources.events.subscribed:
+            if time.monotonic() > deadline:
+                raise RuntimeError("API event hub did not subscribe")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 30.0
+) -> dict[str, Any]:
+    """Long-poll the job until its status is one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"job {job_id} did not reach {statuses} within {timeout}s")
+        response = await client.get(f"/api/v1/checklists/{job_id}", params={"wait": min(remaining, 10)})
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in statuses:
+            return job
