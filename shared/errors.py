@@ -14,6 +14,7 @@
         ├── RetryableProviderError    worth another attempt after `retry_after` (or backoff)
         │   ├── UpstreamRateLimited   429 from Groq, honouring its retry-after
         │   ├── UpstreamUnavailable   5xx, timeout, connection error
+        │   ├── UpstreamBadResponse   a response that is not a chat completion (broken JSON)
         │   └── InvalidModelOutput    an answer that is not a usable checklist, even after repair
         └── PermanentProviderError    retrying cannot help
             ├── UpstreamAuthFailed        401/403
@@ -44,6 +45,7 @@ __all__ = [
     "SettingsError",
     "UnsupportedMediaType",
     "UpstreamAuthFailed",
+    "UpstreamBadResponse",
     "UpstreamModelNotFound",
     "UpstreamRateLimited",
     "UpstreamRejectedRequest",
@@ -138,6 +140,10 @@ class UpstreamRateLimited(RetryableProviderError):
 
 class UpstreamUnavailable(RetryableProviderError):
     code = "upstream_unavailable"
+
+
+class UpstreamBadResponse(RetryableProviderError):
+    code = "upstream_bad_response"
 
 
 class InvalidModelOutput(RetryableProviderError):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -133,6 +134,15 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+async def poll_until(client: httpx.AsyncClient, job_id: str, status: str, timeout: float = 10.0) -> None:
+    """Poll (long-polls only wake on final states) until the job shows `status`."""
+    deadline = time.monotonic() + timeout
+    while (await client.get(f"/api/v1/checklists/{job_id}")).json()["status"] != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} never showed {status!r}")
+        await asyncio.sleep(0.01)
 
 
 async def wait_for_status(

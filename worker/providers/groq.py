@@ -19,6 +19,7 @@ from shared.errors import (
     InvalidModelOutput,
     ProviderError,
     UpstreamAuthFailed,
+    UpstreamBadResponse,
     UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejectedRequest,
@@ -135,8 +136,9 @@ class GroqProvider:
             raise UpstreamUnavailable(f"Groq did not answer within {self.settings.timeout:g}s") from exc
         except groq.APIConnectionError as exc:
             raise UpstreamUnavailable(f"could not reach Groq: {exc}") from exc
-        except groq.APIResponseValidationError as exc:
-            raise InvalidModelOutput(f"Groq's response was not a chat completion: {exc}") from exc
+        except (groq.APIResponseValidationError, ValueError) as exc:
+            # The SDK raises a bare JSONDecodeError (a ValueError) for a body that is not JSON.
+            raise UpstreamBadResponse(f"Groq's response was not a valid chat completion: {exc}") from exc
         if not completion.choices:
             raise InvalidModelOutput("Groq's response had no choices")
         content: str | None = completion.choices[0].message.content
