@@ -44,8 +44,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={
             # Above the longest retry countdown: a retry waits as an ETA message held by a worker.
             "visibility_timeout": settings.worker.visibility_timeout,
-            # How often the worker looks for unacknowledged messages of dead workers to restore.
-            "unacked_restore_throttle": min(10, settings.worker.visibility_timeout),
+            # Sweep for messages a dead worker never acknowledged every few seconds (one cheap
+            # ZRANGE); kombu's default sweeps only every 10th 10-second tick.
+            "unacked_restore_interval": max(1, min(10, settings.worker.visibility_timeout // 3)),
+            "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,  # Flower's task view
@@ -59,7 +61,9 @@ def create_celery(settings: Settings) -> Celery:
 
 def task_envelope(app: Celery, job_id: str) -> bytes:
     """The JSON that `apply_async(args=(job_id,), task_id=job_id)` would LPUSH onto the queue."""
-    headers, properties, body, _sent_event = app.amqp.create_task_message(job_id, keys.TASK_NAME, (job_id,), {})
+    headers, properties, body, _sent_event = app.amqp.create_task_message(
+        job_id, keys.TASK_NAME, (job_id,), {}, ignore_result=None
+    )
     envelope: dict[str, Any] = {
         "body": base64.b64encode(msgspec.json.encode(body)).decode("ascii"),
         "content-encoding": "utf-8",

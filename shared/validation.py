@@ -21,6 +21,7 @@ __all__ = ["decode_body", "normalise_trip"]
 T = TypeVar("T")
 
 _PATH = re.compile(r" - at `(?P<path>[^`]+)`$")
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `(?P<name>[^`]+)`")
 # Tab and newline are ordinary in free text; every other control character is refused.
 _ALLOWED_CONTROLS_IN_NOTES = frozenset("\n\t")
 
@@ -32,12 +33,17 @@ def decode_body(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH.search(message)
-        field = match.group("path") if match else None
-        raise InvalidRequest(message, field=field) from None
+        raise InvalidRequest(str(exc), field=_field_of(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+
+
+def _field_of(message: str) -> str:
+    """The JSON path a msgspec error is about: `$.days`, `$.travelers.adults`, `$.surprise`."""
+    match = _PATH.search(message)
+    path = match.group("path") if match else "$"
+    named = _NAMED_FIELD.match(message)
+    return f"{path}.{named.group('name')}" if named else path
 
 
 def _clean(value: str, path: str, *, minimum: int, maximum: int, multiline: bool = False) -> str:

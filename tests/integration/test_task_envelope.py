@@ -1,0 +1,49 @@
+"""The API pushes task messages itself (inside the submit script); they must be exactly what
+Celery's own `apply_async` would push, so a Celery or kombu upgrade that changes the format fails
+here rather than in production."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from shared import keys
+from shared.queue import create_celery, task_envelope
+from shared.settings import load_settings
+from tests.support import environment
+
+#: Fields that differ per message by design.
+_PER_MESSAGE = {("properties", "delivery_tag"), ("properties", "reply_to"), ("headers", "origin")}
+
+
+@pytest.fixture
+def broker(redis_base_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(f"{redis_base_url}/7")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def _comparable(message: dict[str, Any]) -> dict[str, Any]:
+    result = {key: value for key, value in message.items() if key not in ("headers", "properties", "body")}
+    for section in ("headers", "properties"):
+        result[section] = {k: v for k, v in message[section].items() if (section, k) not in _PER_MESSAGE}
+    result["body"] = json.loads(base64.b64decode(message["body"]))
+    return result
+
+
+def test_envelope_matches_what_celery_publishes(broker: redis.Redis, redis_base_url: str) -> None:
+    settings = load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"}))
+    app = create_celery(settings)
+    job_id = "0123456789abcdef0123456789abcdef"
+
+    app.send_task(keys.TASK_NAME, args=(job_id,), task_id=job_id)
+    published = json.loads(broker.lpop(keys.QUEUE))  # type: ignore[arg-type]
+    ours = json.loads(task_envelope(app, job_id))
+
+    assert _comparable(ours) == _comparable(published)
