@@ -45,7 +45,7 @@ def crash_stack(redis_base_url: str, log_dir: Path, fake_groq: FakeGroq) -> Iter
 async def test_job_of_a_killed_worker_completes_exactly_once_on_a_new_worker(
     crash_stack: Stack, groq: FakeGroq, log_dir: Path
 ) -> None:
-    events = redis.Redis.from_url(crash_stack.redis_url).pubsub()
+    events = redis.Redis.from_url(crash_stack.redis_url).pubsub()  # type: ignore[no-untyped-call]
     events.subscribe(keys.EVENTS_CHANNEL)
     tag = uuid.uuid4().hex[:10]
     groq.script(Reply.slow(15.0))  # the first worker is killed while it waits for this answer
