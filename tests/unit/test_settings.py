@@ -1,0 +1,115 @@
+"""Settings parsing and start-up validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import DEFAULT_GROQ_MODEL, load_settings
+
+GOOD_PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "s" * 40,
+    "GROQ_API_KEY": "key",
+    "REDIS_URL": "redis://redis:6379/0",
+    "ALLOWED_ORIGINS": "https://app.example.com",
+}
+
+
+def test_defaults_need_no_environment_at_all() -> None:
+    settings = load_settings({})
+
+    assert settings.app.environment == "development"
+    assert settings.groq.model == DEFAULT_GROQ_MODEL
+    assert settings.jobs.ttl == 7 * 24 * 3600
+    assert settings.worker.max_attempts == 5
+    assert settings.worker.backoff_base == 2.0
+    assert settings.worker.backoff_cap == 60.0
+    assert settings.api.max_body_bytes == 64 * 1024
+    assert settings.api.legacy_wait == 25.0
+    assert not settings.use_groq
+
+
+def test_a_groq_key_selects_groq() -> None:
+    assert load_settings({"GROQ_API_KEY": "k"}).use_groq
+    assert not load_settings({"GROQ_API_KEY": "k", "LLM_PROVIDER": "offline"}).use_groq
+
+
+def test_values_are_parsed_by_type() -> None:
+    settings = load_settings(
+        {
+            "DEBUG": "yes",
+            "WORKERS": "4",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "LOG_LEVEL": "debug",
+        }
+    )
+
+    assert settings.app.debug is True
+    assert settings.api.workers == 4
+    assert settings.api.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.app.log_level == "DEBUG"
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WORKERS": "many", "DEBUG": "perhaps", "JOB_TTL": "5", "ENVIRONMENT": "staging"})
+
+    problems = caught.value.problems
+    assert len(problems) == 4
+    assert any("WORKERS" in p for p in problems)
+    assert any("DEBUG" in p for p in problems)
+    assert any("JOB_TTL" in p for p in problems)
+    assert any("ENVIRONMENT" in p for p in problems)
+
+
+def test_visibility_timeout_must_exceed_the_longest_retry_delay() -> None:
+    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT"):
+        load_settings({"VISIBILITY_TIMEOUT": "30", "LLM_BACKOFF_CAP": "60"})
+
+
+def test_a_good_production_configuration_loads() -> None:
+    settings = load_settings(GOOD_PRODUCTION)
+
+    assert settings.app.environment == "production"
+    assert settings.api.docs_enabled is False
+
+
+def test_production_refuses_unsafe_settings_listing_each() -> None:
+    unsafe = GOOD_PRODUCTION | {"SECRET_KEY": "short", "DEBUG": "true", "ALLOWED_ORIGINS": "*", "GROQ_API_KEY": ""}
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(unsafe)
+
+    text = str(caught.value)
+    for name in ("SECRET_KEY", "DEBUG", "ALLOWED_ORIGINS", "GROQ_API_KEY"):
+        assert name in text
+
+
+def test_production_may_run_offline_when_chosen_explicitly() -> None:
+    settings = load_settings(GOOD_PRODUCTION | {"GROQ_API_KEY": "", "LLM_PROVIDER": "offline"})
+
+    assert not settings.use_groq
+
+
+def test_docs_can_be_enabled_in_production() -> None:
+    assert load_settings(GOOD_PRODUCTION | {"DOCS_ENABLED": "true"}).api.docs_enabled
+
+
+def test_a_missing_redis_url_is_reported_when_used() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        _ = load_settings({}).redis_url
+
+
+def test_env_file_values_are_overridden_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "local.env"
+    env_file.write_text("GROQ_MODEL=from-file\nPORT=9000\n")
+    monkeypatch.setenv("ENV_FILE", str(env_file))
+    monkeypatch.setenv("PORT", "9100")
+
+    settings = load_settings()
+
+    assert settings.groq.model == "from-file"
+    assert settings.api.port == 9100
