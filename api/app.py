@@ -13,11 +13,10 @@ from contextlib import asynccontextmanager
 import redis.asyncio
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from api.deps import Resources, provide_owner, provide_resources, provide_service
+from api.deps import Resources
 from api.events import JobEventHub
 from api.problems import exception_handlers
 from api.routes.checklists import ChecklistController
@@ -25,7 +24,8 @@ from api.routes.health import live, ready
 from api.routes.legacy import generate_checklist
 from api.service import ChecklistService
 from shared.jobs import JobStore
-from shared.queue import create_celery
+from shared.queue import TaskEnvelopes, create_celery
+from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -36,17 +36,21 @@ log = logging.getLogger(__name__)
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        client = redis.asyncio.Redis.from_url(settings.redis_url, health_check_interval=30)
-        events = JobEventHub(client)
+        link = MultiplexedRedis(settings.redis_url)  # request path: one multiplexed connection
+        pubsub_client = redis.asyncio.Redis.from_url(settings.redis_url, health_check_interval=30)
+        events = JobEventHub(pubsub_client)
         await events.start()
-        store = JobStore(client, job_ttl=settings.jobs.ttl, idempotency_ttl=settings.jobs.idempotency_ttl)
-        checklists = ChecklistService(store=store, events=events, celery=create_celery(settings))
-        app.state.resources = Resources(settings=settings, redis=client, events=events, checklists=checklists)
+        store = JobStore(link, job_ttl=settings.jobs.ttl, idempotency_ttl=settings.jobs.idempotency_ttl)
+        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
+        app.state.resources = Resources(
+            settings=settings, link=link, pubsub_client=pubsub_client, events=events, checklists=checklists
+        )
         try:
             yield
         finally:
             await events.stop()
-            await client.aclose()
+            await link.close()
+            await pubsub_client.aclose()
 
     return lifespan
 
@@ -80,11 +84,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
     return Litestar(
         route_handlers=[ChecklistController, generate_checklist, live, ready],
-        dependencies={
-            "resources": Provide(provide_resources, sync_to_thread=False),
-            "checklists": Provide(provide_service, sync_to_thread=False),
-            "owner": Provide(provide_owner, sync_to_thread=False),
-        },
         exception_handlers=exception_handlers(),
         lifespan=[_lifespan(settings)],
         openapi_config=openapi,

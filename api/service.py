@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from celery import Celery
 
 from api.events import JobEventHub
 from shared import lifecycle
 from shared.clock import utcnow
 from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
 from shared.jobs import JobStore, decode_cursor, fingerprint
-from shared.queue import task_envelope
+from shared.queue import TaskEnvelopes
 from shared.schemas import TERMINAL_STATUSES, Job, JobStatus, SubmitAccepted, TripRequest
 
 __all__ = ["ChecklistService", "Submitted"]
@@ -66,14 +65,14 @@ class Submitted:
 class ChecklistService:
     store: JobStore
     events: JobEventHub
-    celery: Celery
+    envelopes: TaskEnvelopes
     clock: Callable[[], datetime] = utcnow
 
     async def submit(self, owner: str, trip: TripRequest, idempotency_key: str | None = None) -> Submitted:
         """Store and enqueue a job in one round trip; replay the earlier job for a known key."""
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
         body_print = fingerprint(_trip_encoder.encode(trip)) if idempotency_key else ""
-        outcome = await self.store.create(job, owner, task_envelope(self.celery, job.id), idempotency_key, body_print)
+        outcome = await self.store.create(job, owner, self.envelopes.build(job.id), idempotency_key, body_print)
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:

@@ -9,8 +9,8 @@ Every write is a Lua script, so each is atomic and costs one round trip; a trans
 compare-and-set on `rev`, which is how a canceled job stays canceled whatever a worker does.
 Each change is published on `keys.EVENTS_CHANNEL` as a `JobEvent`.
 
-`JobStore` is the asyncio flavour (API); `SyncJobStore` the blocking one (worker). Both run the
-same scripts.
+`JobStore` is the asyncio flavour (API, on the multiplexed connection of `shared.redis_mux`);
+`SyncJobStore` the blocking one (worker, on redis-py). Both run the same scripts.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any, Literal, cast
 
 import msgspec
 import redis
-import redis.asyncio
 
 from shared import keys
+from shared.redis_mux import MultiplexedRedis, Script
 from shared.schemas import Job, JobStatus
 
 __all__ = [
@@ -188,17 +188,16 @@ def _transition_args(stored: StoredJob, new: Job, job_ttl: int) -> list[Any]:
     return [stored.rev, new.status, _encoder.encode(new), job_ttl, keys.EVENTS_CHANNEL, new.id]
 
 
+_CREATE_SCRIPT, _TRANSITION_SCRIPT, _DELETE_SCRIPT, _LIST_SCRIPT = map(Script, (_CREATE, _TRANSITION, _DELETE, _LIST))
+
+
 class JobStore:
     """Asyncio job store used by the API."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, job_ttl: int, idempotency_ttl: int) -> None:
+    def __init__(self, client: MultiplexedRedis, *, job_ttl: int, idempotency_ttl: int) -> None:
         self.client = client
         self.job_ttl = job_ttl
         self.idempotency_ttl = idempotency_ttl
-        self._create = client.register_script(_CREATE)
-        self._transition = client.register_script(_TRANSITION)
-        self._delete = client.register_script(_DELETE)
-        self._list = client.register_script(_LIST)
 
     async def create(
         self,
@@ -210,9 +209,10 @@ class JobStore:
     ) -> CreateOutcome:
         """Store a new job and enqueue its task, or find the job an Idempotency-Key already made."""
         idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
-        reply = await self._create(
-            keys=[keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE],
-            args=[
+        reply = await self.client.run_script(
+            _CREATE_SCRIPT,
+            [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE],
+            [
                 job.id,
                 owner,
                 _encoder.encode(job),
@@ -229,25 +229,29 @@ class JobStore:
 
     async def get_doc(self, owner: str, job_id: str) -> bytes | None:
         """The job's public JSON, exactly as stored; None if missing or someone else's."""
-        found_owner, doc = await self.client.hmget(keys.job(job_id), ["owner", "doc"])
+        found_owner, doc = await self.client.execute("HMGET", keys.job(job_id), "owner", "doc")
         if found_owner != owner.encode():
             return None
         return cast(bytes, doc)
 
     async def get(self, owner: str, job_id: str) -> StoredJob | None:
-        found_owner, rev, doc = await self.client.hmget(keys.job(job_id), ["owner", "rev", "doc"])
+        found_owner, rev, doc = await self.client.execute("HMGET", keys.job(job_id), "owner", "rev", "doc")
         if found_owner != owner.encode():
             return None
         return _decode_stored([rev, doc])
 
     async def transition(self, stored: StoredJob, new: Job) -> StoredJob | None:
         """Store `new` if the job is still at `stored.rev`; None when it moved on (or went) meanwhile."""
-        rev = int(await self._transition(keys=[keys.job(new.id)], args=_transition_args(stored, new, self.job_ttl)))
+        rev = int(
+            await self.client.run_script(
+                _TRANSITION_SCRIPT, [keys.job(new.id)], _transition_args(stored, new, self.job_ttl)
+            )
+        )
         return StoredJob(job=new, rev=rev) if rev > 0 else None
 
     async def delete(self, owner: str, job_id: str) -> bool:
-        deleted = await self._delete(
-            keys=[keys.job(job_id), keys.owner_index(owner)], args=[owner, keys.EVENTS_CHANNEL, job_id]
+        deleted = await self.client.run_script(
+            _DELETE_SCRIPT, [keys.job(job_id), keys.owner_index(owner)], [owner, keys.EVENTS_CHANNEL, job_id]
         )
         return bool(deleted)
 
@@ -255,9 +259,10 @@ class JobStore:
         self, owner: str, *, limit: int, after: str | None = None, status: JobStatus | None = None
     ) -> tuple[list[bytes], str | None]:
         """Up to `limit` job docs, newest first, and the cursor of the next page (None at the end)."""
-        reply = await self._list(
-            keys=[keys.owner_index(owner)],
-            args=["(" + after if after else "+", limit, status or "", keys.job(""), LIST_SCAN_BUDGET],
+        reply = await self.client.run_script(
+            _LIST_SCRIPT,
+            [keys.owner_index(owner)],
+            ["(" + after if after else "+", limit, status or "", keys.job(""), LIST_SCAN_BUDGET],
         )
         last, docs = reply[0].decode(), list(reply[1:])
         return docs, (encode_cursor(last) if last else None)

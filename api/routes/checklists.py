@@ -6,12 +6,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from api.deps import Resources, json_body
-from api.service import ChecklistService, check_idempotency_key
+from api.deps import json_body, owner_of, resources_of
+from api.service import check_idempotency_key
 from shared.errors import InvalidRequest
 from shared.lifecycle import API_PREFIX
 from shared.schemas import Job, JobPage, JobStatus, SubmitAccepted, TripRequest
@@ -40,13 +39,11 @@ class ChecklistController(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
-        checklists: NamedDependency[ChecklistService],
-        owner: NamedDependency[str],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[SubmitAccepted]:
         trip = normalise_trip(decode_body(await json_body(request), TripRequest))
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
-        submitted = await checklists.submit(owner, trip, key)
+        submitted = await resources_of(request).checklists.submit(owner_of(request), trip, key)
         headers = {"Location": submitted.accepted.links.self_}
         if submitted.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -55,42 +52,38 @@ class ChecklistController(Controller):
     @get("/{job_id:str}", summary="Read a job; `wait` long-polls until it finishes")
     async def read(
         self,
-        checklists: NamedDependency[ChecklistService],
-        resources: NamedDependency[Resources],
-        owner: NamedDependency[str],
+        request: Request[Any, Any, Any],
         job_id: FromPath[str],
         wait: Annotated[float | None, QueryParameter(ge=0, description="Seconds to wait for a final status")] = None,
     ) -> Response[Job]:
+        resources, owner = resources_of(request), owner_of(request)
         if wait is None or wait == 0:
-            return json_response(await checklists.get_doc(owner, job_id))  # type: ignore[return-value]
+            return json_response(await resources.checklists.get_doc(owner, job_id))  # type: ignore[return-value]
         limit = resources.settings.api.max_wait
         if wait > limit:
             raise InvalidRequest(f"wait must be at most {limit:g} seconds", field="wait")
-        return json_response(await checklists.wait_doc(owner, job_id, wait))  # type: ignore[return-value]
+        return json_response(await resources.checklists.wait_doc(owner, job_id, wait))  # type: ignore[return-value]
 
     @get("/", summary="The caller's jobs, newest first")
     async def list_jobs(
         self,
-        checklists: NamedDependency[ChecklistService],
-        owner: NamedDependency[str],
+        request: Request[Any, Any, Any],
         status: FromQuery[JobStatus | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         cursor: FromQuery[str | None] = None,
     ) -> Response[JobPage]:
-        docs, next_cursor = await checklists.list_docs(owner, limit=limit, cursor=cursor, status=status)
+        docs, next_cursor = await resources_of(request).checklists.list_docs(
+            owner_of(request), limit=limit, cursor=cursor, status=status
+        )
         # The docs are stored as the public JSON already: splice them rather than re-encode.
         body = b'{"items":[' + b",".join(docs) + b'],"next_cursor":' + _encoder.encode(next_cursor) + b"}"
         return json_response(body)  # type: ignore[return-value]
 
     @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a queued or running job")
-    async def cancel(
-        self, checklists: NamedDependency[ChecklistService], owner: NamedDependency[str], job_id: FromPath[str]
-    ) -> Response[Job]:
-        job = await checklists.cancel(owner, job_id)
+    async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Job]:
+        job = await resources_of(request).checklists.cancel(owner_of(request), job_id)
         return json_response(_encoder.encode(job))  # type: ignore[return-value]
 
     @delete("/{job_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a job and all it stored")
-    async def remove(
-        self, checklists: NamedDependency[ChecklistService], owner: NamedDependency[str], job_id: FromPath[str]
-    ) -> None:
-        await checklists.delete(owner, job_id)
+    async def remove(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> None:
+        await resources_of(request).checklists.delete(owner_of(request), job_id)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
-import redis
-from litestar import Response, get
-from litestar.di import NamedDependency
+from litestar import Request, Response, get
 
-from api.deps import Resources
+from api.deps import resources_of
 from api.routes.checklists import json_response
 from shared import keys
+from shared.redis_mux import RedisReplyError, RedisUnavailable
 
 __all__ = ["live", "ready"]
 
@@ -34,16 +34,19 @@ def live() -> Response[bytes]:
 
 
 @get("/health/ready", tags=["health"], summary="Readiness: Redis answers; workers and queue reported")
-async def ready(resources: NamedDependency[Resources]) -> Response[Readiness]:
+async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
+    resources = resources_of(request)
     window = resources.settings.worker.heartbeat_interval * _ALIVE_INTERVALS
+    link = resources.link
     try:
         async with asyncio.timeout(2.0):
-            async with resources.redis.pipeline(transaction=False) as pipe:
-                pipe.ping()
-                pipe.llen(keys.QUEUE)
-                pipe.zcount(keys.WORKERS, time.time() - window, "+inf")
-                _, depth, workers = await pipe.execute()
-    except (redis.RedisError, OSError, TimeoutError) as exc:
+            # Sent together, so one round trip.
+            _, depth, workers = await asyncio.gather(
+                link.execute("PING"),
+                link.execute("LLEN", keys.QUEUE),
+                link.execute("ZCOUNT", keys.WORKERS, time.time() - window, "+inf"),
+            )
+    except (RedisUnavailable, RedisReplyError, OSError, TimeoutError) as exc:
         reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         body = Readiness(status="unavailable", checks={"redis": reason}, workers_alive=None, queue_depth=None)
         return json_response(msgspec.json.encode(body), 503)  # type: ignore[return-value]

@@ -10,13 +10,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from api.deps import Resources, json_body
+from api.deps import json_body, owner_of, resources_of
 from api.problems import problem_response
 from api.routes.checklists import json_response
-from api.service import ChecklistService
 from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
 from shared.validation import decode_body, normalise_trip
 
@@ -53,16 +51,12 @@ def legacy_shape(job: Job) -> LegacyResponse:
     summary="Legacy: submit and wait for the checklist",
     description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
 )
-async def generate_checklist(
-    request: Request[Any, Any, Any],
-    checklists: NamedDependency[ChecklistService],
-    resources: NamedDependency[Resources],
-    owner: NamedDependency[str],
-) -> Response[LegacyResponse]:
+async def generate_checklist(request: Request[Any, Any, Any]) -> Response[LegacyResponse]:
     legacy = decode_body(await json_body(request), LegacyRequest)
     trip = normalise_trip(legacy.trip_data, prefix="$.trip_data")
-    submitted = await checklists.submit(owner, trip)
-    job = await checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
+    resources, owner = resources_of(request), owner_of(request)
+    submitted = await resources.checklists.submit(owner, trip)
+    job = await resources.checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
     if job.status == "succeeded":
         return json_response(_encoder.encode(legacy_shape(job)))  # type: ignore[return-value]
     if job.status == "failed" and job.error is not None:

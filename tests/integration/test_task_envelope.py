@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from shared import keys
-from shared.queue import create_celery, task_envelope
+from shared.queue import TaskEnvelopes, create_celery
 from shared.settings import load_settings
 from tests.support import environment
 
@@ -44,6 +44,15 @@ def test_envelope_matches_what_celery_publishes(broker: redis.Redis, redis_base_
 
     app.send_task(keys.TASK_NAME, args=(job_id,), task_id=job_id)
     published = json.loads(broker.lpop(keys.QUEUE))  # type: ignore[arg-type]
-    ours = json.loads(task_envelope(app, job_id))
+    ours = json.loads(TaskEnvelopes(app).build(job_id))
 
     assert _comparable(ours) == _comparable(published)
+
+
+def test_each_envelope_gets_its_own_delivery_tag(redis_base_url: str) -> None:
+    envelopes = TaskEnvelopes(create_celery(load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"}))))
+
+    first, second = json.loads(envelopes.build("a" * 32)), json.loads(envelopes.build("b" * 32))
+
+    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+    assert second["headers"]["id"] == second["properties"]["correlation_id"] == "b" * 32

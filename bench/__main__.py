@@ -1,0 +1,165 @@
+"""`make bench`: the service under load, reported as ratios against baselines run in the same session.
+
+1. Throughput (wrk, 1 connection thread, one uvicorn process each, alternating rounds):
+   - submit: POST /api/v1/checklists  vs  a bare Litestar POST that msgspec-decodes the same body;
+   - poll:   GET /api/v1/checklists/{id} (a succeeded job)  vs  a bare GET sending the same bytes.
+2. Submit → worker start latency on an idle system (p50, p99), from the jobs' own timestamps.
+3. With `--pools`: how Celery pools handle I/O-bound LLM calls (fake Groq answering in 0.5 s).
+
+Run: make bench  (BENCH_ARGS="--seconds 5 --rounds 3 --pools")
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import psutil
+import redis
+
+from bench.harness import base_env, celery_worker, ensure_wrk, uvicorn_server, wrk
+from shared import keys
+from shared.embedded_redis import EmbeddedRedis, free_port
+
+TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
+TARGETS = {"submit": 0.40, "poll": 0.50}
+
+
+def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while client.zcard(keys.WORKERS) == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no worker announced itself")
+        time.sleep(0.05)
+    client.close()
+
+
+def finished_job(api: str, redis_url: str, env: dict[str, str]) -> tuple[str, bytes]:
+    """A succeeded job (the realistic thing to poll), made with a short-lived worker."""
+    with celery_worker(env):
+        wait_worker(redis_url)
+        job_id = httpx.post(f"{api}/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"})
+        ident = job_id.json()["id"]
+        doc = httpx.get(f"{api}/api/v1/checklists/{ident}", params={"wait": 20}, timeout=30).content
+    redis.Redis.from_url(redis_url).delete(keys.WORKERS)
+    return ident, doc
+
+
+def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
+    env = base_env(REDIS_URL=redis_url)
+    api_port, bare_port = free_port(), free_port()
+    with uvicorn_server("api.app:create_app", api_port, env) as api:
+        job_id, doc = finished_job(api, redis_url, env)
+        with tempfile.NamedTemporaryFile(suffix=".json") as doc_file:
+            Path(doc_file.name).write_bytes(doc)
+            bare_env = base_env(BARE_DOC_FILE=doc_file.name)
+            with uvicorn_server("bench.bare:create_bare_app", bare_port, bare_env) as bare:
+                runs: dict[str, list[float]] = {"bare POST": [], "submit": [], "bare GET": [], "poll": []}
+                targets = {
+                    "bare POST": (f"{bare}/bare", TRIP),
+                    "submit": (f"{api}/api/v1/checklists", TRIP),
+                    "bare GET": (f"{bare}/bare/{job_id}", None),
+                    "poll": (f"{api}/api/v1/checklists/{job_id}", None),
+                }
+                for url, body in targets.values():  # warm up every process and connection pool
+                    wrk(url, seconds=1, connections=args.connections, body=body)
+                for round_number in range(1, args.rounds + 1):
+                    for name, (url, body) in targets.items():
+                        runs[name].append(wrk(url, seconds=args.seconds, connections=args.connections, body=body))
+                    print(f"  round {round_number}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items()))
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"\nThroughput (median of {args.rounds} rounds of {args.seconds:g}s, {args.connections} connections):")
+    for name, value in medians.items():
+        print(f"  {name:<10} {value:>10,.0f} req/s")
+    ratios = {"submit": medians["submit"] / medians["bare POST"], "poll": medians["poll"] / medians["bare GET"]}
+    for name, ratio in ratios.items():
+        verdict = "met" if ratio >= TARGETS[name] else "MISSED"
+        print(f"  {name} / bare = {ratio:.0%}  (target ≥ {TARGETS[name]:.0%}: {verdict})")
+    return ratios
+
+
+def start_latency(args: argparse.Namespace, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.delete(keys.QUEUE, keys.WORKERS)  # start idle: no backlog from the throughput runs
+    env = base_env(REDIS_URL=redis_url)
+    with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env):
+        wait_worker(redis_url)
+        time.sleep(1.0)
+        ids: list[str] = []
+        with httpx.Client(base_url=api) as http:
+            for _ in range(args.latency_jobs):
+                response = http.post("/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"})
+                ids.append(response.json()["id"])
+                time.sleep(0.02)  # idle between jobs: measure pick-up, not queueing
+            delays = []
+            for job_id in ids:
+                job = http.get(f"/api/v1/checklists/{job_id}", params={"wait": 10}).json()
+                started = datetime.fromisoformat(job["started_at"])
+                delays.append((started - datetime.fromisoformat(job["created_at"])).total_seconds() * 1000)
+    quantiles = statistics.quantiles(delays, n=100)
+    p50, p99 = statistics.median(delays), quantiles[98]
+    print(f"\nSubmit → worker start, idle system ({len(delays)} jobs, threads pool):")
+    print(f"  p50 {p50:.2f} ms (target ≤ 3 ms: {'met' if p50 <= 3 else 'MISSED'})")
+    print(f"  p99 {p99:.2f} ms (target ≤ 10 ms: {'met' if p99 <= 10 else 'MISSED'})")
+
+
+def pools(redis_url: str) -> None:
+    from tests.fakes.groq_server import FakeGroq, Reply  # noqa: PLC0415 - only for this section
+
+    fake = FakeGroq().start()
+    fake.default = Reply.slow(0.5)
+    jobs = 64
+    print(f"\nCelery pools with I/O-bound calls ({jobs} jobs, Groq answering in 0.5 s, one worker process):")
+    env = base_env(REDIS_URL=redis_url, GROQ_API_KEY="bench-not-secret", GROQ_BASE_URL=fake.base_url)
+    for label, extra in (("prefork -c 2", ("--pool", "prefork", "-c", "2")),
+                         ("threads -c 16", ("--pool", "threads", "-c", "16")),
+                         ("threads -c 32", ("--pool", "threads", "-c", "32"))):  # fmt: skip
+        redis.Redis.from_url(redis_url).delete(keys.QUEUE, keys.WORKERS)
+        with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env, *extra) as worker:
+            wait_worker(redis_url)
+            with httpx.Client(base_url=api, timeout=120) as http:
+                began = time.monotonic()
+                ids = [
+                    http.post("/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"}).json()[
+                        "id"
+                    ]
+                    for _ in range(jobs)
+                ]
+                for job_id in ids:
+                    while http.get(f"/api/v1/checklists/{job_id}", params={"wait": 30}).json()["status"] not in (
+                        "succeeded",
+                        "failed",
+                    ):
+                        pass
+                elapsed = time.monotonic() - began
+            process = psutil.Process(worker.pid)
+            rss = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+        print(f"  {label:<14} {elapsed:6.2f} s for {jobs} jobs   {jobs / elapsed:6.1f} jobs/s   RSS {rss:5.0f} MiB")
+    fake.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--latency-jobs", type=int, default=300)
+    parser.add_argument("--pools", action="store_true", help="also compare Celery pools")
+    args = parser.parse_args()
+    ensure_wrk()
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
+        print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} (embedded)\n")
+        throughput(args, server.url)
+        start_latency(args, server.url)
+        if args.pools:
+            pools(server.url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Process and load helpers for the benchmark: servers started with production commands, wrk."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian's packages; installed on first use where we are root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("make bench needs wrk (Debian package 'wrk')")
+    return found
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROQ_", "LLM_"))}
+    env.update({"ENV_FILE": "/nonexistent", "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"})
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def uvicorn_server(factory: str, port: int, env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """The same uvicorn command `make run` and the API container use."""
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/health" if "api.app" in factory else f"{base}/bare/x")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "checklists",
+               "--loglevel", "WARNING", "--without-mingle", "--without-gossip", *extra]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def wrk(url: str, *, seconds: float, connections: int, body: bytes | None = None) -> float:
+    """Requests per second from one wrk run (one thread: the other core serves)."""
+    command = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", url]
+    with tempfile.TemporaryDirectory() as scratch:
+        if body is not None:
+            script = Path(scratch) / "post.lua"
+            escaped = body.decode().replace("\\", "\\\\").replace('"', '\\"')
+            script.write_text(
+                f'wrk.method = "POST"\nwrk.body = "{escaped}"\nwrk.headers["Content-Type"] = "application/json"\n'
+            )
+            command[1:1] = ["-s", str(script)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
+    match = _RPS.search(output)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return float(match.group(1))

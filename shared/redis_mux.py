@@ -1,0 +1,215 @@
+"""A multiplexed asyncio Redis connection for the API's request path.
+
+Why not redis-py's pooled client here: every command checks a connection out of a pool, writes,
+and reads through an asyncio StreamReader, which costs about as much CPU as Litestar's whole
+request handling (measured in `make bench`'s history; see README "Performance"). This client keeps
+one connection per process and writes the commands of all concurrent requests in one `write()`
+per event-loop turn; replies are parsed by hiredis inside the protocol callback and matched to
+callers in order, which Redis guarantees on a single connection.
+
+Scope, on purpose: request/response commands and scripts. Pub/sub and blocking commands
+(BRPOP, ...) would stall the shared connection, so they stay on redis-py (`api.events`).
+
+Failure behaviour: a dropped connection fails every pending command with `RedisUnavailable`; the
+next command reconnects. A command Redis does not answer within `command_timeout` fails, and the
+connection is closed, since replies after a lost one can no longer be matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+__all__ = ["MultiplexedRedis", "RedisReplyError", "RedisUnavailable", "Script"]
+
+
+def _pack(args: tuple[str | bytes | int | float, ...]) -> bytes:
+    # hiredis' stub types the argument as a 1-tuple; it takes any number of parts.
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]
+    return packed
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis could not be reached, dropped the connection, or did not answer in time."""
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> _Endpoint:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+        path = parsed.path.lstrip("/")
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 6379,
+            db=int(path) if path else 0,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            tls=parsed.scheme == "rediss",
+        )
+
+
+class Script:
+    """A Lua script run by SHA, loaded on first use (and again after a Redis restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, on_lost: Any) -> None:
+        self.reader = hiredis.Reader()
+        self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.outgoing: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.flush_scheduled = False
+        self.on_lost = on_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            while (reply := self.reader.gets()) is not False:
+                future, _ = self.pending.popleft()
+                if future.done():  # the caller was cancelled; its reply is simply dropped
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(RedisReplyError(str(reply)))
+                else:
+                    future.set_result(reply)
+        except hiredis.ProtocolError as exc:
+            self.fail(RedisUnavailable(f"Redis protocol error: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(RedisUnavailable(f"connection to Redis lost: {exc or 'closed'}"))
+
+    def fail(self, error: Exception) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+        while self.pending:
+            future, _ = self.pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self.on_lost(self)
+
+    def send(self, command: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = loop.create_future()
+        self.outgoing.append(command)
+        self.pending.append((future, time.monotonic()))
+        if not self.flush_scheduled:
+            # Everything sent during this loop turn goes out in one write: one syscall, and one
+            # round trip, for all the requests being served concurrently.
+            self.flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        if self.transport is not None and self.outgoing:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+
+class MultiplexedRedis:
+    def __init__(self, url: str, *, connect_timeout: float = 2.0, command_timeout: float = 5.0) -> None:
+        self.endpoint = _Endpoint.from_url(url)
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None:
+                return self._protocol
+            loop = asyncio.get_running_loop()
+            endpoint = self.endpoint
+            context = ssl.create_default_context() if endpoint.tls else None
+            try:
+                _, protocol = await asyncio.wait_for(
+                    loop.create_connection(lambda: _Protocol(self._forget), endpoint.host, endpoint.port, ssl=context),
+                    self.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                raise RedisUnavailable(f"cannot connect to Redis at {endpoint.host}:{endpoint.port}: {exc}") from exc
+            handshake = []
+            if endpoint.password is not None:
+                auth = (endpoint.username, endpoint.password) if endpoint.username else (endpoint.password,)
+                handshake.append(protocol.send(_pack(("AUTH", *auth)), loop))
+            if endpoint.db:
+                handshake.append(protocol.send(_pack(("SELECT", endpoint.db)), loop))
+            try:
+                await asyncio.wait_for(asyncio.gather(*handshake), self.command_timeout)
+            except (RedisReplyError, TimeoutError) as exc:
+                protocol.fail(RedisUnavailable(f"Redis refused the connection set-up: {exc}"))
+                raise RedisUnavailable(f"Redis refused the connection set-up: {exc}") from exc
+            self._protocol = protocol
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.create_task(self._watch(), name="redis-mux-watchdog")
+            return protocol
+
+    def _forget(self, protocol: _Protocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+
+    async def _watch(self) -> None:
+        """Fail commands that Redis has not answered within the command timeout."""
+        while True:
+            await asyncio.sleep(min(1.0, self.command_timeout / 2))
+            protocol = self._protocol
+            if protocol is not None and protocol.pending:
+                _, sent_at = protocol.pending[0]
+                if time.monotonic() - sent_at > self.command_timeout:
+                    protocol.fail(RedisUnavailable(f"Redis did not answer within {self.command_timeout:g}s"))
+
+    async def execute(self, *args: str | bytes | int | float) -> Any:
+        """Run one command; returns hiredis' reply (bytes, int, list, None)."""
+        protocol = self._protocol or await self._connect()
+        return await protocol.send(_pack(args), asyncio.get_running_loop())
+
+    async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any:
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self.execute("SCRIPT", "LOAD", script.source)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+        self._protocol = None
