@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test lint fmt bench lock clean
+.PHONY: run test lint fmt flower bench lock clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## flower: Celery monitoring UI on http://127.0.0.1:5555 (needs REDIS_URL of a running service).
+flower: $(STAMP)
+	$(BIN)/celery -A worker.celery_app flower --address=127.0.0.1 --port=5555
 
 ## bench: the service under load against bare Litestar baselines; prints ratios.
 bench: $(STAMP)
