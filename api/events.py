@@ -46,6 +46,7 @@ class JobEventHub:
         self._watches: defaultdict[str, set[Watch]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="job-event-hub")
@@ -55,22 +56,28 @@ class JobEventHub:
         """Whether the subscription is live (events published now will reach waiters)."""
         return self._subscribed.is_set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 2.0) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Wait without awaiting the task itself: a cancellation racing the shutdown of the
+            # enclosing lifespan must not hang the process's exit.
+            _, pending = await asyncio.wait({self._task}, timeout=timeout)
+            if pending:
+                log.warning("job event subscription did not stop within %.1fs", timeout)
             self._task = None
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the subscription broke: come back after a pause
                 self._subscribed.clear()
+                if self._stopping:  # redis-py may turn our cancellation into a connection error
+                    return
                 log.warning("job event subscription lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -80,8 +87,9 @@ class JobEventHub:
         try:
             await pubsub.subscribe(keys.EVENTS_CHANNEL)
             self._subscribed.set()
-            while True:
-                message = await pubsub.get_message(timeout=30.0)
+            # A short read timeout, so a stop is noticed even when redis-py absorbs the cancellation.
+            while not self._stopping:
+                message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
                     self.dispatch(message["data"])
         finally:

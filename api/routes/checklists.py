@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from api.deps import json_body, owner_of, resources_of
+from api.openapi import JsonBody
 from api.service import check_idempotency_key
 from shared.errors import InvalidRequest
 from shared.lifecycle import API_PREFIX
@@ -35,6 +36,7 @@ class ChecklistController(Controller):
         summary="Submit a trip; returns the queued job",
         description="Body: a TripRequest (see the schema). Same Idempotency-Key + same body = same job.",
         response_description="The queued job",
+        operation_class=JsonBody(TripRequest),
     )
     async def submit(
         self,

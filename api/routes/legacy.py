@@ -13,6 +13,7 @@ from litestar import Request, Response, post
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from api.deps import json_body, owner_of, resources_of
+from api.openapi import JsonBody
 from api.problems import problem_response
 from api.routes.checklists import json_response
 from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
@@ -50,6 +51,7 @@ def legacy_shape(job: Job) -> LegacyResponse:
     tags=["legacy"],
     summary="Legacy: submit and wait for the checklist",
     description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
+    operation_class=JsonBody(LegacyRequest),
 )
 async def generate_checklist(request: Request[Any, Any, Any]) -> Response[LegacyResponse]:
     legacy = decode_body(await json_body(request), LegacyRequest)
