@@ -18,6 +18,9 @@ __all__ = ["Heartbeat"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds after which a silent worker's entry is removed (it stops counting as alive far sooner).
+_FORGET_AFTER = 3600
+
 
 class Heartbeat:
     def __init__(self, client: redis.Redis, hostname: str, interval: float) -> None:
@@ -28,7 +31,12 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def beat(self) -> None:
-        self.client.zadd(keys.WORKERS, {self.hostname: time.time()})
+        now = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.WORKERS, {self.hostname: now})
+            # Workers that died without saying goodbye (SIGKILL) leave an entry; drop old ones.
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now - _FORGET_AFTER)
+            pipe.execute()
 
     def _run(self) -> None:
         while not self._stop.is_set():

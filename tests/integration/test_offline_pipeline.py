@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import time
 
+import httpx
+import redis
+
+from shared import keys
 from shared.embedded_redis import free_port
 from tests.conftest import Stack
 from tests.support import ApiServer, wait_for_status
@@ -128,3 +133,16 @@ async def test_openapi_schema_and_docs_are_served(offline_api: httpx.AsyncClient
     assert schema.status_code == 200
     assert "/api/v1/checklists" in schema.json()["paths"]
     assert docs.status_code == 200
+
+
+async def test_heartbeats_of_long_dead_workers_are_forgotten(offline_stack: Stack) -> None:
+    client = redis.Redis.from_url(offline_stack.redis_url)
+    client.zadd(keys.WORKERS, {"celery@long-gone": time.time() - 7200, "celery@recent": time.time() - 60})
+
+    deadline = time.monotonic() + 10
+    while client.zscore(keys.WORKERS, "celery@long-gone") is not None:
+        assert time.monotonic() < deadline, "the old heartbeat was not removed"
+        await asyncio.sleep(0.1)
+
+    assert client.zscore(keys.WORKERS, "celery@recent") is not None
+    client.zrem(keys.WORKERS, "celery@recent")
