@@ -14,7 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from shared.errors import ApiError
+from shared.errors import ApiError, AuthenticationFailed, RateLimited
 
 __all__ = ["PROBLEM_JSON", "exception_handlers", "problem_response"]
 
@@ -73,13 +73,19 @@ def problem_response(
 
 def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, ApiError)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {**exc.headers, "Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, AuthenticationFailed):
+        headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'}
     return problem_response(
         request,
         status=exc.status,
-        code=exc.code,
+        code=exc.problem_code,
         title=exc.title,
         detail=exc.message,
         field=getattr(exc, "field", None),
+        headers=headers,
     )
 
 

@@ -4,6 +4,10 @@
     ├── SettingsError                 bad configuration; stops start-up (lists every problem)
     ├── ApiError                      answered as problem+json with `status` and `code`
     │   ├── InvalidRequest            422 invalid_request (names the field)
+    │   │   └── WeakPassword          422 weak_password
+    │   ├── AuthenticationFailed      401, `code` says why (token_expired, invalid_api_key, ...)
+    │   ├── EmailTaken                409 email_taken
+    │   ├── RateLimited               429 rate_limited / login_locked, with Retry-After
     │   ├── MalformedBody             400 malformed_json
     │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   ├── NotFound                  404 not_found
@@ -31,7 +35,9 @@ from typing import ClassVar
 
 __all__ = [
     "ApiError",
+    "AuthenticationFailed",
     "DependencyUnavailable",
+    "EmailTaken",
     "IdempotencyKeyReused",
     "InvalidModelOutput",
     "InvalidRequest",
@@ -40,6 +46,7 @@ __all__ = [
     "NotFound",
     "PermanentProviderError",
     "ProviderError",
+    "RateLimited",
     "RetryableProviderError",
     "ServiceError",
     "SettingsError",
@@ -50,6 +57,7 @@ __all__ = [
     "UpstreamRateLimited",
     "UpstreamRejectedRequest",
     "UpstreamUnavailable",
+    "WeakPassword",
 ]
 
 
@@ -75,6 +83,11 @@ class ApiError(ServiceError):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
 
+    @property
+    def problem_code(self) -> str:
+        """The `code` a client sees; a class constant unless a subclass knows better."""
+        return self.code
+
 
 class InvalidRequest(ApiError):
     status = 422
@@ -84,6 +97,49 @@ class InvalidRequest(ApiError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class WeakPassword(InvalidRequest):
+    code = "weak_password"
+    title = "Password refused"
+
+
+class AuthenticationFailed(ApiError):
+    """401; `reason` is the stable code (one per way a credential can be wrong)."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Authentication failed"
+
+    def __init__(self, message: str, reason: str = "unauthorized") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def problem_code(self) -> str:
+        return self.reason
+
+
+class EmailTaken(ApiError):
+    status = 409
+    code = "email_taken"
+    title = "Email already registered"
+
+
+class RateLimited(ApiError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+        self.reason = reason or self.code
+
+    @property
+    def problem_code(self) -> str:
+        return self.reason
 
 
 class MalformedBody(ApiError):

@@ -7,6 +7,7 @@ fixed in one round instead of one variable at a time. Nothing here connects to a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from shared.errors import SettingsError
 __all__ = [
     "ApiSettings",
     "AppSettings",
+    "AuthSettings",
     "GroqSettings",
     "JobSettings",
+    "LimitSettings",
     "RedisSettings",
     "Settings",
     "WorkerSettings",
@@ -70,10 +73,6 @@ class ApiSettings:
     """Upper bound of `?wait=` on GET /checklists/{id}."""
     max_body_bytes: int = 64 * 1024
     """Request bodies above this many bytes get 413."""
-    rate_limit_requests: int = 100
-    """Requests per principal per window."""
-    rate_limit_window: int = 60
-    """The rate-limit window, in seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +124,43 @@ class JobSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    access_token_ttl: int = 15 * 60
+    """Seconds an access token (JWT) is valid."""
+    refresh_token_ttl: int = 30 * 24 * 3600
+    """Seconds a refresh token is valid (each use rotates it)."""
+    issuer: str = "trip-checklist"
+    """JWT `iss`."""
+    audience: str = "trip-checklist-api"
+    """JWT `aud`."""
+    previous_secret_key: str | None = None
+    """A retired signing key that still verifies tokens during a rotation (SECRET_KEY_PREVIOUS)."""
+    api_key_cache_ttl: float = 30.0
+    """Seconds an API process trusts its cached API-key lookup (revocations are pushed at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    requests: int = 100
+    """Requests per principal per window, on every authenticated endpoint."""
+    window: int = 60
+    """The general window, in seconds."""
+    submit_requests: int = 10
+    """Job submissions per principal per submit window (each costs an LLM call)."""
+    submit_window: int = 60
+    poll_requests: int = 600
+    """Job reads per principal per window (cheap, so a higher budget)."""
+    auth_ip_requests: int = 20
+    """register/login/refresh calls per client address per auth window."""
+    auth_ip_window: int = 60
+    login_failures: int = 10
+    """Failed logins per account before it is locked for `login_lock_window` seconds."""
+    login_lock_window: int = 15 * 60
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs whose X-Forwarded-For is believed."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -132,6 +168,8 @@ class Settings:
     groq: GroqSettings = field(default_factory=GroqSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def use_groq(self) -> bool:
@@ -236,8 +274,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         legacy_wait=read.number("LEGACY_WAIT", 25.0),
         max_wait=read.number("MAX_WAIT", 30.0),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
-        rate_limit_requests=read.integer("RATE_LIMIT_REQUESTS", 100, minimum=1),
-        rate_limit_window=read.integer("RATE_LIMIT_WINDOW", 60, minimum=1),
     )
     groq = GroqSettings(
         api_key=read.optional("GROQ_API_KEY"),
@@ -272,6 +308,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _networks(read: _Reader, name: str) -> tuple[str, ...]:
+    networks = read.csv(name)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            read.problems.append(f"{name} entry {network!r} is not an IP network (CIDR)")
+    return networks
 
 
 def _cross_checks(settings: Settings) -> list[str]:
