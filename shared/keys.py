@@ -6,11 +6,21 @@ __all__ = [
     "EVENTS_CHANNEL",
     "PREFIX",
     "QUEUE",
+    "REVOCATIONS_CHANNEL",
     "TASK_NAME",
     "WORKERS",
+    "api_key",
+    "email",
     "idempotency",
     "job",
     "owner_index",
+    "refresh_family",
+    "refresh_token",
+    "revoked_token",
+    "revoked_user",
+    "user",
+    "user_api_keys",
+    "user_families",
 ]
 
 PREFIX = "tc"
@@ -37,3 +47,53 @@ def owner_index(owner: str) -> str:
 def idempotency(owner: str, key: str) -> str:
     """String `<job id>:<body fingerprint>` remembering one Idempotency-Key of one owner."""
     return f"{PREFIX}:idem:{owner}:{key}"
+
+
+#: Pub/sub channel announcing revoked access tokens, deleted users and revoked API keys, so every
+#: API process drops them from its local caches at once.
+REVOCATIONS_CHANNEL = f"{PREFIX}:revocations"
+
+
+def user(user_id: str) -> str:
+    """Hash: email, password (Argon2id hash), created_at."""
+    return f"{PREFIX}:user:{user_id}"
+
+
+def email(normalised_email: str) -> str:
+    """String: the user id registered with this (normalised) email."""
+    return f"{PREFIX}:email:{normalised_email}"
+
+
+def refresh_token(token_hash: str) -> str:
+    """Hash: user, family, used ("1" once rotated). Expires with the token."""
+    return f"{PREFIX}:refresh:{token_hash}"
+
+
+def refresh_family(family: str) -> str:
+    """Set of the token hashes one login's refresh chain has produced."""
+    return f"{PREFIX}:family:{family}"
+
+
+def user_families(user_id: str) -> str:
+    """Set of a user's refresh-token families."""
+    return f"{PREFIX}:user:{user_id}:families"
+
+
+def api_key(key_hash: str) -> str:
+    """Hash: user, id, name, prefix, created_at, last_used."""
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def user_api_keys(user_id: str) -> str:
+    """Hash: API key id -> key hash, for listing and revoking a user's keys."""
+    return f"{PREFIX}:user:{user_id}:apikeys"
+
+
+def revoked_token(token_id: str) -> str:
+    """String present until the access token `token_id` would have expired."""
+    return f"{PREFIX}:revoked:jti:{token_id}"
+
+
+def revoked_user(user_id: str) -> str:
+    """String present for one access-token lifetime after the account was deleted."""
+    return f"{PREFIX}:revoked:user:{user_id}"

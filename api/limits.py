@@ -1,0 +1,251 @@
+"""Rate limiting with the `limits` library (sliding-window counter), stored in Redis.
+
+`limits` talks to Redis through a "bridge"; `MultiplexedBridge` runs limits' own Lua scripts on the
+API's multiplexed connection (`shared.redis_mux`), so limits hold across every API process and
+host, and a request's checks (hit + window stats, for every quota it is under) are written
+together: one round trip.
+
+Failure policy when Redis cannot be reached: general quotas fail *open* (the request proceeds, an
+error is logged and counted: a Redis outage must not become a total outage), authentication quotas
+fail *closed* (503: an outage must not open the door to password guessing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.storage.redis.bridge import RedisBridge
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+
+from shared.errors import DependencyUnavailable, RateLimited
+from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable, Script
+
+__all__ = ["Decision", "MultiplexedRedisStorage", "Quota", "RateLimiter", "quota", "seconds_until_allowed"]
+
+log = logging.getLogger(__name__)
+_STORAGE_ERRORS = (RedisUnavailable, RedisReplyError, StorageError, OSError)
+
+
+def quota(amount: int, seconds: int) -> RateLimitItem:
+    return RateLimitItemPerSecond(amount, seconds)
+
+
+class MultiplexedBridge(RedisBridge):
+    """limits' Redis operations on a `MultiplexedRedis` link, with limits' own scripts."""
+
+    def __init__(self, link: MultiplexedRedis, key_prefix: str) -> None:  # no URI: the link is connected already
+        self.link = link
+        self.key_prefix = key_prefix
+        self._acquire_sliding = Script(self.SCRIPT_ACQUIRE_SLIDING_WINDOW.decode())
+        self._sliding = Script(self.SCRIPT_SLIDING_WINDOW.decode())
+        self._acquire_moving = Script(self.SCRIPT_ACQUIRE_MOVING_WINDOW.decode())
+        self._moving = Script(self.SCRIPT_MOVING_WINDOW.decode())
+        self._incr_expire = Script(self.SCRIPT_INCR_EXPIRE.decode())
+        self._clear_keys = Script(self.SCRIPT_CLEAR_KEYS.decode())
+
+    def register_scripts(self) -> None:
+        """Scripts load on first use (`Script`)."""
+
+    def use_sentinel(self, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError("the multiplexed bridge serves a single Redis")
+
+    def use_basic(self, **options: str | float | bool) -> None:
+        """Connected already."""
+
+    def use_cluster(self, **options: str | float | bool) -> None:
+        raise NotImplementedError("the multiplexed bridge serves a single Redis")
+
+    @property
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        return (RedisUnavailable, RedisReplyError)
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return int(await self.link.run_script(self._incr_expire, [self.prefixed_key(key)], [expiry, amount]))
+
+    async def get(self, key: str) -> int:
+        return int(await self.link.execute("GET", self.prefixed_key(key)) or 0)
+
+    async def clear(self, key: str) -> None:
+        await self.link.execute("DEL", self.prefixed_key(key))
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = time.time()
+        window = await self.link.run_script(self._moving, [self.prefixed_key(key)], [now - expiry, limit])
+        return (float(window[0]), int(window[1])) if window else (now, 0)
+
+    async def get_sliding_window(
+        self, previous_key: str, current_key: str, expiry: int
+    ) -> tuple[int, float, int, float]:
+        window = await self.link.run_script(
+            self._sliding, [self.prefixed_key(previous_key), self.prefixed_key(current_key)], [expiry]
+        )
+        if not window:
+            return 0, 0.0, 0, 0.0
+        return (
+            int(window[0] or 0),
+            max(0, float(window[1] or 0)) / 1000,
+            int(window[2] or 0),
+            max(0, float(window[3] or 0)) / 1000,
+        )
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        acquired = await self.link.run_script(
+            self._acquire_moving, [self.prefixed_key(key)], [time.time(), limit, expiry, amount]
+        )
+        return bool(acquired)
+
+    async def acquire_sliding_window_entry(
+        self, previous_key: str, current_key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        acquired = await self.link.run_script(
+            self._acquire_sliding,
+            [self.prefixed_key(previous_key), self.prefixed_key(current_key)],
+            [limit, expiry, amount],
+        )
+        return bool(acquired)
+
+    async def get_expiry(self, key: str) -> float:
+        return max(int(await self.link.execute("TTL", self.prefixed_key(key))), 0) + time.time()
+
+    async def check(self) -> bool:
+        try:
+            return bool(await self.link.execute("PING"))
+        except (RedisUnavailable, RedisReplyError):
+            return False
+
+    async def reset(self) -> int | None:
+        return await self.lua_reset()
+
+    async def lua_reset(self) -> int | None:
+        return int(await self.link.run_script(self._clear_keys, [self.prefixed_key("*")], []))
+
+
+class MultiplexedRedisStorage(RedisStorage):
+    """limits' Redis storage, talking through `MultiplexedBridge`."""
+
+    STORAGE_SCHEME = ["async+trip-checklist-multiplexed"]  # noqa: RUF012 - limits' registry reads it
+    DEPENDENCIES = {}  # noqa: RUF012 - none to import: the link is ours
+
+    def __init__(self, link: MultiplexedRedis, key_prefix: str = "tc:limits") -> None:
+        self.wrap_exceptions = True
+        self.target_server = "redis"
+        self.options = {}
+        self.bridge = MultiplexedBridge(link, key_prefix)
+
+
+def seconds_until_allowed(
+    limit: int, window: float, *, previous: int, previous_ttl: float, current: int, current_ttl: float
+) -> float:
+    """When one more request fits, for limits' sliding-window counter state. Pure.
+
+    limits counts `previous * previous_ttl / window + current` (the previous window's count
+    decaying linearly) and keeps the current window's key for two windows, shifting it to
+    "previous" once its TTL falls below one window. A request fits while that count is below
+    `limit`. limits' own `reset_time` can say "now" at the start of a window; this says when.
+    """
+    roll_in = max(0.0, current_ttl - window) if current else 0.0
+    if current < limit:
+        if previous == 0 or previous * previous_ttl / window + current < limit:
+            return 0.0
+        fits_at = previous_ttl - (limit - current) * window / previous
+        if fits_at <= roll_in:
+            return max(0.0, fits_at)
+    # After the roll the current count becomes the decaying previous one.
+    return roll_in + max(0.0, window - limit * window / current)
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One budget a request spends from: `item` per `key` (e.g. 100/60 s per principal)."""
+
+    name: str
+    item: RateLimitItem
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    limit: int
+    remaining: int
+    reset_after: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_after),
+        }
+
+
+class RateLimiter:
+    def __init__(self, storage: MultiplexedRedisStorage) -> None:
+        self.storage = storage
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
+
+    async def spend(self, quotas: list[Quota], *, fail_open: bool) -> Decision | None:
+        """Spend one unit of each quota; raise `RateLimited` if any is exhausted.
+
+        Returns the tightest quota's state for the response headers, or None when Redis could not
+        be asked and `fail_open` let the request through.
+        """
+        calls = []
+        for q in quotas:  # hit, then read the window: gathered, so all are written at once
+            calls += [self.strategy.hit(q.item, q.name, q.key), self._window(q)]
+        try:
+            results: list[Any] = await asyncio.gather(*calls)
+        except _STORAGE_ERRORS as exc:
+            if fail_open:
+                log.error("rate limiter unavailable, letting the request through: %s", exc)  # noqa: TRY400
+                return None
+            raise DependencyUnavailable("rate limiting is unavailable; try again shortly") from exc
+        decisions = []
+        refused: list[int] = []
+        for index, q in enumerate(quotas):
+            allowed, (previous, previous_ttl, current, current_ttl) = results[2 * index], results[2 * index + 1]
+            window = q.item.get_expiry()
+            used = math.floor(previous * previous_ttl / window + current)
+            remaining = max(0, q.item.amount - used)
+            wait = seconds_until_allowed(
+                q.item.amount,
+                window,
+                previous=previous,
+                previous_ttl=previous_ttl,
+                current=current,
+                current_ttl=current_ttl,
+            )
+            # Reset: when a refused client may try again; otherwise when the current window rolls over.
+            reset = wait if remaining == 0 else max(0.0, current_ttl - window)
+            decisions.append(Decision(limit=q.item.amount, remaining=remaining, reset_after=max(1, math.ceil(reset))))
+            if not allowed:
+                refused.append(max(1, math.ceil(wait)))
+        tightest = min(decisions, key=lambda decision: (decision.remaining, -decision.reset_after))
+        if refused:
+            raise RateLimited("too many requests; slow down", retry_after=max(refused), headers=tightest.headers())
+        return tightest
+
+    def _window(self, q: Quota) -> Any:
+        return self.storage.get_sliding_window(q.item.key_for(q.name, q.key), q.item.get_expiry())
+
+    async def test(self, q: Quota) -> int | None:
+        """Seconds until `q` has room again, or None if it has room now (spends nothing)."""
+        previous, previous_ttl, current, current_ttl = await self._window(q)
+        wait = seconds_until_allowed(
+            q.item.amount,
+            q.item.get_expiry(),
+            previous=previous,
+            previous_ttl=previous_ttl,
+            current=current,
+            current_ttl=current_ttl,
+        )
+        return max(1, math.ceil(wait)) if wait > 0 else None
+
+    async def record(self, q: Quota) -> None:
+        await self.strategy.hit(q.item, q.name, q.key)
