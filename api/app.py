@@ -6,7 +6,9 @@ and the Celery app object are created in the lifespan (never at import) and clos
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,13 +18,22 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from api.auth.passwords import PasswordHashing
+from api.auth.principals import Authenticator, RevocationCache
+from api.auth.service import AuthService
+from api.auth.store import AccountStore
+from api.auth.tokens import TokenSigner
 from api.deps import Resources
 from api.events import JobEventHub
+from api.limits import MultiplexedRedisStorage, RateLimiter
 from api.problems import exception_handlers
+from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
 from api.routes.health import live, ready
 from api.routes.legacy import generate_checklist
+from api.security import AccessControl, security_headers
 from api.service import ChecklistService
+from shared import keys
 from shared.jobs import JobStore
 from shared.queue import TaskEnvelopes, create_celery
 from shared.redis_mux import MultiplexedRedis
@@ -38,12 +49,36 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         link = MultiplexedRedis(settings.redis_url)  # request path: one multiplexed connection
         pubsub_client = redis.asyncio.Redis.from_url(settings.redis_url, health_check_interval=30)
-        events = JobEventHub(pubsub_client)
+        revocations = RevocationCache(time.time, settings.auth.access_token_ttl)
+        accounts = AccountStore(link)
+        events = JobEventHub(
+            pubsub_client,
+            {keys.REVOCATIONS_CHANNEL: revocations.on_message},
+            on_subscribed=lambda: _load_revocations(accounts, revocations),
+        )
         await events.start()
+        limiter = RateLimiter(MultiplexedRedisStorage(link))
+        signer = TokenSigner(
+            settings.app.secret_key,
+            issuer=settings.auth.issuer,
+            audience=settings.auth.audience,
+            ttl=settings.auth.access_token_ttl,
+            previous_secret=settings.auth.previous_secret_key,
+            clock=time.time,
+        )
+        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time)
         store = JobStore(link, job_ttl=settings.jobs.ttl, idempotency_ttl=settings.jobs.idempotency_ttl)
         checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
         app.state.resources = Resources(
-            settings=settings, link=link, pubsub_client=pubsub_client, events=events, checklists=checklists
+            settings=settings,
+            link=link,
+            pubsub_client=pubsub_client,
+            events=events,
+            checklists=checklists,
+            auth=auth,
+            authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
+            limiter=limiter,
+            trusted_proxies=[ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies],
         )
         try:
             yield
@@ -53,6 +88,12 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await pubsub_client.aclose()
 
     return lifespan
+
+
+async def _load_revocations(accounts: AccountStore, revocations: RevocationCache) -> None:
+    """Revocations made while this process was not subscribed (from then on they arrive as events)."""
+    for revocation in await accounts.revoked():
+        revocations.add(revocation)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -83,7 +124,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials="*" not in settings.api.allowed_origins,
         )
     return Litestar(
-        route_handlers=[ChecklistController, generate_checklist, live, ready],
+        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready],
+        middleware=[AccessControl()],
+        before_send=[security_headers(settings.app.environment == "production")],
         exception_handlers=exception_handlers(),
         lifespan=[_lifespan(settings)],
         openapi_config=openapi,

@@ -7,22 +7,23 @@ dependencies: each injected dependency costs about as much as a Redis round trip
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
 from litestar import Request
 
+from api.auth.principals import Authenticator, Principal
+from api.auth.service import AuthService
 from api.events import JobEventHub
+from api.limits import RateLimiter
 from api.service import ChecklistService
 from shared.errors import MalformedBody, UnsupportedMediaType
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
 
-__all__ = ["LOCAL_OWNER", "Resources", "json_body", "owner_of", "resources_of"]
-
-#: The single owner of every job until accounts exist; the store is owner-scoped already.
-LOCAL_OWNER = "local"
+__all__ = ["Resources", "json_body", "owner_of", "principal_of", "resources_of"]
 
 
 @dataclass
@@ -32,6 +33,10 @@ class Resources:
     pubsub_client: redis.asyncio.Redis
     events: JobEventHub
     checklists: ChecklistService
+    auth: AuthService
+    authenticator: Authenticator
+    limiter: RateLimiter
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:
@@ -39,9 +44,15 @@ def resources_of(request: Request[Any, Any, Any]) -> Resources:
     return resources
 
 
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    """Who the request acts for (set by `api.security.AccessControl`)."""
+    principal: Principal = request.scope["user"]
+    return principal
+
+
 def owner_of(request: Request[Any, Any, Any]) -> str:
-    """Who the request acts for."""
-    return LOCAL_OWNER
+    """Whose jobs the request may see: an API key acts for the user who made it."""
+    return principal_of(request).user_id
 
 
 async def json_body(request: Request[Any, Any, Any]) -> bytes:

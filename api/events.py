@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import redis.asyncio
@@ -41,8 +41,17 @@ class Watch:
 
 
 class JobEventHub:
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        other_channels: dict[str, Callable[[bytes], None]] | None = None,
+        on_subscribed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
+        # Other announcements ride on the same subscription (revocations, for one).
+        self.other_channels = other_channels or {}
+        # Called after every (re)subscription, to catch up on what was announced while not listening.
+        self.on_subscribed = on_subscribed
         self._watches: defaultdict[str, set[Watch]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -85,13 +94,20 @@ class JobEventHub:
     async def _listen(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(keys.EVENTS_CHANNEL)
+            await pubsub.subscribe(keys.EVENTS_CHANNEL, *self.other_channels)
+            if self.on_subscribed is not None:
+                await self.on_subscribed()
             self._subscribed.set()
             # A short read timeout, so a stop is noticed even when redis-py absorbs the cancellation.
             while not self._stopping:
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "message":
+                if message is None or message["type"] != "message":
+                    continue
+                channel = message["channel"].decode()
+                if channel == keys.EVENTS_CHANNEL:
                     self.dispatch(message["data"])
+                else:
+                    self.other_channels[channel](message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

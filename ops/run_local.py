@@ -23,6 +23,15 @@ from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_TRIP = '{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
+EXAMPLE = """\
+base={base}; login='{{"email":"me@example.com","password":"a long unusual passphrase"}}'
+curl -s -X POST $base/api/v1/auth/register -H 'Content-Type: application/json' -d "$login"; echo
+token=$(curl -s -X POST $base/api/v1/auth/login -H 'Content-Type: application/json' -d "$login" \\
+  | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
+id=$(curl -s -X POST $base/api/v1/checklists -H "Authorization: Bearer $token" \\
+  -H 'Content-Type: application/json' -d '{trip}' | sed -E 's/.*"id":"([0-9a-f]+)".*/\\1/')
+curl -s "$base/api/v1/checklists/$id?wait=10" -H "Authorization: Bearer $token"; echo
+"""
 
 
 def api_command(settings: Settings, host: str) -> list[str]:
@@ -50,14 +59,8 @@ Trip Checklist is running.
   Redis        {redis_note}
   Provider     {provider}
 
-Try it (submit, then wait for the result):
-id=$(curl -s -X POST {base}/api/v1/checklists -H 'Content-Type: application/json' -d '{EXAMPLE_TRIP}' \
-| sed -E 's/.*"id":"([0-9a-f]+)".*/\\1/'); curl -s "{base}/api/v1/checklists/$id?wait=10"; echo
-
-Or the legacy endpoint, in one call:
-curl -s -X POST {base}/api/v1/generate-checklist -H 'Content-Type: application/json' \
--d '{{"trip_data":{EXAMPLE_TRIP}}}'; echo
-
+Try it (register once, log in, submit, wait for the result):
+{EXAMPLE.format(base=base, trip=EXAMPLE_TRIP)}
 Press Ctrl-C to stop everything.
 """
 

@@ -296,6 +296,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ttl=read.integer("JOB_TTL", 7 * 24 * 3600, minimum=60),
         idempotency_ttl=read.integer("IDEMPOTENCY_TTL", 24 * 3600, minimum=60),
     )
+    auth = AuthSettings(
+        access_token_ttl=read.integer("ACCESS_TOKEN_TTL", 15 * 60, minimum=30),
+        refresh_token_ttl=read.integer("REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=60),
+        issuer=read.text("JWT_ISSUER", "trip-checklist"),
+        audience=read.text("JWT_AUDIENCE", "trip-checklist-api"),
+        previous_secret_key=read.optional("SECRET_KEY_PREVIOUS"),
+        api_key_cache_ttl=read.number("API_KEY_CACHE_TTL", 30.0),
+    )
+    limits = LimitSettings(
+        requests=read.integer("RATE_LIMIT_REQUESTS", 100, minimum=1),
+        window=read.integer("RATE_LIMIT_WINDOW", 60, minimum=1),
+        submit_requests=read.integer("SUBMIT_RATE_LIMIT_REQUESTS", 10, minimum=1),
+        submit_window=read.integer("SUBMIT_RATE_LIMIT_WINDOW", 60, minimum=1),
+        poll_requests=read.integer("POLL_RATE_LIMIT_REQUESTS", 600, minimum=1),
+        auth_ip_requests=read.integer("AUTH_RATE_LIMIT_REQUESTS", 20, minimum=1),
+        auth_ip_window=read.integer("AUTH_RATE_LIMIT_WINDOW", 60, minimum=1),
+        login_failures=read.integer("LOGIN_FAILURE_LIMIT", 10, minimum=1),
+        login_lock_window=read.integer("LOGIN_LOCK_WINDOW", 15 * 60, minimum=1),
+        trusted_proxies=_networks(read, "TRUSTED_PROXIES"),
+    )
     settings = Settings(
         app=app,
         api=api,
@@ -303,6 +323,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         groq=groq,
         worker=worker,
         jobs=jobs,
+        auth=auth,
+        limits=limits,
     )
     problems = read.problems + _cross_checks(settings)
     if problems:

@@ -19,7 +19,7 @@ import redis
 
 from shared.embedded_redis import EmbeddedRedis
 from tests.fakes.groq_server import FakeGroq
-from tests.support import ApiServer, Worker
+from tests.support import Account, ApiServer, Worker, new_account
 
 
 @dataclass
@@ -28,9 +28,13 @@ class Stack:
     redis_url: str
     env: dict[str, str]
     worker: Worker | None = None
+    account: Account | None = None
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.api.base_url, timeout=40.0)
+    def client(self, account: Account | None = None) -> httpx.AsyncClient:
+        """A client of this stack's API, signed in as `account` (default: the stack's user)."""
+        account = account or self.account
+        headers = account.headers if account else {}
+        return httpx.AsyncClient(base_url=self.api.base_url, timeout=40.0, headers=headers)
 
 
 @pytest.fixture(scope="session")
@@ -106,19 +110,26 @@ def groq(fake_groq: FakeGroq) -> Iterator[FakeGroq]:
     fake_groq.reset()
 
 
+async def _signed_in(stack: Stack) -> httpx.AsyncClient:
+    if stack.account is None:
+        async with stack.client() as anonymous:
+            stack.account = await new_account(anonymous)
+    return stack.client()
+
+
 @pytest.fixture
 async def offline_api(offline_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with offline_stack.client() as client:
+    async with await _signed_in(offline_stack) as client:
         yield client
 
 
 @pytest.fixture
 async def groq_api(groq_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with groq_stack.client() as client:
+    async with await _signed_in(groq_stack) as client:
         yield client
 
 
 @pytest.fixture
 async def idle_api(idle_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with idle_stack.client() as client:
+    async with await _signed_in(idle_stack) as client:
         yield client

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ TEST_ENV = {
     "WORKER_HEARTBEAT_INTERVAL": "0.5",
     "GROQ_TIMEOUT": "5",
     "LEGACY_WAIT": "5",
+    # Quotas out of the way; the rate-limit tests start their own API with small ones.
+    "RATE_LIMIT_REQUESTS": "100000",
+    "SUBMIT_RATE_LIMIT_REQUESTS": "100000",
+    "POLL_RATE_LIMIT_REQUESTS": "100000",
+    "AUTH_RATE_LIMIT_REQUESTS": "100000",
 }
+
+#: A password the policy accepts (long, not common, unrelated to the test emails).
+TEST_PASSWORD = "correct horse battery staple 42"
 _STRIPPED = ("GROQ_API_KEY", "GROQ_BASE_URL", "GROQ_MODEL", "REDIS_URL", "LLM_PROVIDER", "LLM_FALLBACK")
 
 
@@ -134,6 +143,29 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    user_id: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def new_account(client: httpx.AsyncClient, password: str = TEST_PASSWORD) -> Account:
+    """Register a fresh user through the API and log in."""
+    email = f"traveller-{uuid.uuid4().hex[:12]}@example.com"
+    registered = await client.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert registered.status_code == 201, registered.text
+    tokens = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    return Account(email, registered.json()["id"], body["access_token"], body["refresh_token"])
 
 
 async def poll_until(client: httpx.AsyncClient, job_id: str, status: str, timeout: float = 10.0) -> None:

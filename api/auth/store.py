@@ -190,9 +190,10 @@ class AccountStore:
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self.link.execute("HSET", keys.user(user_id), "password", password_hash)
 
-    async def email_of(self, user_id: str) -> str | None:
-        email = await self.link.execute("HGET", keys.user(user_id), "email")
-        return _text(email) if email is not None else None
+    async def profile(self, user_id: str) -> tuple[str, str] | None:
+        """(email, created_at) of a user, or None."""
+        email, created_at = await self.link.execute("HMGET", keys.user(user_id), "email", "created_at")
+        return (_text(email), _text(created_at)) if email is not None else None
 
     async def issue_refresh(self, user_id: str, family: str, token: str, ttl: int) -> None:
         digest = secret_hash(token)

@@ -37,6 +37,7 @@ class ChecklistController(Controller):
         description="Body: a TripRequest (see the schema). Same Idempotency-Key + same body = same job.",
         response_description="The queued job",
         operation_class=JsonBody(TripRequest),
+        opt={"quota": "submit"},
     )
     async def submit(
         self,
@@ -51,7 +52,7 @@ class ChecklistController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return json_response(_encoder.encode(submitted.accepted), HTTP_202_ACCEPTED, headers)  # type: ignore[return-value]
 
-    @get("/{job_id:str}", summary="Read a job; `wait` long-polls until it finishes")
+    @get("/{job_id:str}", summary="Read a job; `wait` long-polls until it finishes", opt={"quota": "poll"})
     async def read(
         self,
         request: Request[Any, Any, Any],
@@ -66,7 +67,7 @@ class ChecklistController(Controller):
             raise InvalidRequest(f"wait must be at most {limit:g} seconds", field="wait")
         return json_response(await resources.checklists.wait_doc(owner, job_id, wait))  # type: ignore[return-value]
 
-    @get("/", summary="The caller's jobs, newest first")
+    @get("/", summary="The caller's jobs, newest first", opt={"quota": "poll"})
     async def list_jobs(
         self,
         request: Request[Any, Any, Any],

@@ -52,6 +52,7 @@ def legacy_shape(job: Job) -> LegacyResponse:
     summary="Legacy: submit and wait for the checklist",
     description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
     operation_class=JsonBody(LegacyRequest),
+    opt={"quota": "submit"},
 )
 async def generate_checklist(request: Request[Any, Any, Any]) -> Response[LegacyResponse]:
     legacy = decode_body(await json_body(request), LegacyRequest)

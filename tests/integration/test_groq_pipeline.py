@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import Stack
 from tests.fakes.groq_server import FakeGroq, Reply, good_checklist
-from tests.support import ApiServer, Worker, poll_until, wait_for_status
+from tests.support import ApiServer, Worker, new_account, poll_until, wait_for_status
 
 
 def trip(marker: str, **extra: Any) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def trip(marker: str, **extra: Any) -> dict[str, Any]:
 
 async def submit(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
     response = await api.post("/api/v1/checklists", json=body)
-    assert response.status_code == 202, response.text
+    assert response.status_code == 202, (response.text, dict(response.headers))
     job_id: str = response.json()["id"]
     return job_id
 
@@ -227,7 +227,9 @@ async def test_fallback_to_offline_after_groq_attempts_are_exhausted(groq_stack:
     api = ApiServer(env).start()
     groq.default = Reply.server_error(500)
     try:
-        async with httpx.AsyncClient(base_url=api.base_url, timeout=40) as client:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=40) as anonymous:
+            account = await new_account(anonymous)
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=40, headers=account.headers) as client:
             job = await wait_for_status(client, await submit(client, trip(marker())), {"succeeded", "failed"})
     finally:
         api.stop()

@@ -33,14 +33,15 @@ def test_make_run_serves_the_printed_example_and_stops_cleanly(tmp_path: Path) -
             assert line or launcher.poll() is None, "".join(lines)
             lines.append(line)
         text = "".join(lines)
-        start = next(i for i, line in enumerate(lines) if line.startswith("id=$(curl"))
-        example = lines[start] + lines[start + 1]
+        start = next(i for i, line in enumerate(lines) if line.startswith("Try it")) + 1
+        end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+        example = "".join(lines[start:end])
         children = psutil.Process(launcher.pid).children(recursive=True)
 
         began = time.monotonic()
         output = subprocess.run(["bash", "-c", example], capture_output=True, text=True, timeout=30, check=True)
         elapsed = time.monotonic() - began
-        job = msgspec.json.decode(output.stdout)
+        job = msgspec.json.decode(output.stdout.strip().splitlines()[-1])
 
         assert f"http://127.0.0.1:{port}" in text
         assert "(embedded" in text

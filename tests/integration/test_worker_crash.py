@@ -19,7 +19,7 @@ import redis
 from shared import keys
 from tests.conftest import Stack
 from tests.fakes.groq_server import FakeGroq, Reply
-from tests.support import ApiServer, Worker, poll_until, wait_for_status
+from tests.support import ApiServer, Worker, new_account, poll_until, wait_for_status
 
 
 @pytest.fixture
@@ -51,6 +51,8 @@ async def test_job_of_a_killed_worker_completes_exactly_once_on_a_new_worker(
     groq.script(Reply.slow(15.0))  # the first worker is killed while it waits for this answer
     first = Worker(crash_stack.env, log_dir).start()
 
+    async with crash_stack.client() as anonymous:
+        crash_stack.account = await new_account(anonymous)
     async with crash_stack.client() as api:
         job_id = (await api.post("/api/v1/checklists", json={
             "location": f"Bergen {tag}", "days": 2, "transport": "car", "occasion": "visit",

@@ -1,0 +1,150 @@
+"""Access control for every route: who is calling, and whether their budget allows it.
+
+Routes declare their policy in `opt["access"]`:
+    "principal" (default)  a bearer token or API key is required; the principal's general quota and,
+                           with `opt["quota"]` = "submit" or "poll", that quota too (fail open)
+    "credentials"          register/login/refresh: a quota per client address (fail closed)
+/health, /metrics and /schema are never authenticated or limited.
+
+Every limited response carries RateLimit-Limit/-Remaining/-Reset for its tightest quota. The
+client address is the socket peer; X-Forwarded-For counts only when the peer is a trusted proxy,
+and then the right-most hop that is not itself trusted is the client.
+
+Security headers (nosniff, frame denial, referrer policy, CSP, HSTS in production) are added to
+every response by `security_headers`, an app-level `before_send` hook.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth.principals import Principal
+from api.auth.service import log_auth_failure
+from api.limits import Decision, Quota, quota
+from shared.errors import AuthenticationFailed
+
+__all__ = ["AccessControl", "client_address", "security_headers"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if not trusted or not _is_trusted(peer, trusted):
+        return str(peer)
+    forwarded = [
+        hop.strip() for value in _header_values(scope, b"x-forwarded-for") for hop in value.split(",") if hop.strip()
+    ]
+    for hop in reversed(forwarded):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return forwarded[0] if forwarded else str(peer)
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def _header_values(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    values = _header_values(scope, name)
+    return values[0] if values else None
+
+
+_OPEN_PATHS = ("/health", "/metrics", "/schema")
+
+
+def _is_open(scope: Scope) -> bool:
+    return scope["path"].startswith(_OPEN_PATHS)
+
+
+class AccessControl(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+    should_bypass_for_scope = staticmethod(_is_open)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        resources = Litestar.from_scope(scope).state.resources
+        limits = resources.settings.limits
+        opt = scope["route_handler"].opt
+        address = client_address(scope, resources.trusted_proxies)
+        if opt.get("access") == "credentials":
+            quotas = [Quota("auth-ip", quota(limits.auth_ip_requests, limits.auth_ip_window), address)]
+            decision = await resources.limiter.spend(quotas, fail_open=False)
+        else:
+            try:
+                principal = await resources.authenticator.authenticate(
+                    _header(scope, b"authorization"), _header(scope, b"x-api-key")
+                )
+            except AuthenticationFailed as failure:
+                log_auth_failure(failure.reason, address)
+                raise
+            scope["user"] = principal
+            decision = await resources.limiter.spend(self._quotas(principal, opt, limits), fail_open=True)
+        await next_app(scope, receive, _with_rate_headers(send, decision))
+
+    @staticmethod
+    def _quotas(principal: Principal, opt: dict[str, Any], limits: Any) -> list[Quota]:
+        quotas = [Quota("principal", quota(limits.requests, limits.window), principal.user_id)]
+        kind = opt.get("quota")
+        if kind == "submit":
+            quotas.append(Quota("submit", quota(limits.submit_requests, limits.submit_window), principal.user_id))
+        elif kind == "poll":
+            # Polling is cheap: its own, higher budget replaces the general one.
+            quotas = [Quota("poll", quota(limits.poll_requests, limits.window), principal.user_id)]
+        return quotas
+
+
+def _with_rate_headers(send: Send, decision: Decision | None) -> Send:
+    if decision is None:
+        return send
+    headers = decision.headers()
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            mutable = MutableScopeHeaders.from_message(message)
+            for name, value in headers.items():
+                mutable[name] = value
+        await send(message)
+
+    return sending
+
+
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI loads its script and styles from a CDN and runs an inline bootstrap.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://unpkg.com; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://unpkg.com; img-src 'self' data: https:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def security_headers(production: bool) -> Any:
+    """A `before_send` hook adding the security headers to every response."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Content-Security-Policy"] = _DOCS_CSP if scope["path"].startswith("/schema") else _API_CSP
+        if production:
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+
+    return before_send
