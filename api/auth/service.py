@@ -8,6 +8,7 @@ thread, never on the event loop. Every failed authentication is logged as one st
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
@@ -98,8 +99,10 @@ class AuthService:
     def _lock_quota(self, email: str, client: str) -> Quota:
         # Keyed by account *and* client address: ten wrong passwords lock that address out of that
         # account for a while, but someone elsewhere cannot lock the real user out (README).
+        # The email is hashed: counters should not put personal data into Redis key names.
         limits = self.settings.limits
-        return Quota("login-failures", quota(limits.login_failures, limits.login_lock_window), f"{email}|{client}")
+        account = hashlib.sha256(email.encode()).hexdigest()[:24]
+        return Quota("login-failures", quota(limits.login_failures, limits.login_lock_window), f"{account}|{client}")
 
     async def login(self, email: str, password: str, client: str) -> TokenPair:
         try:
