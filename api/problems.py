@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from shared.errors import ApiError, AuthenticationFailed, RateLimited
+from shared.redis_mux import RedisUnavailable
 
 __all__ = ["PROBLEM_JSON", "exception_handlers", "problem_response"]
 
@@ -119,6 +120,18 @@ def _http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     )
 
 
+def _redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        status=503,
+        code="dependency_unavailable",
+        title="A dependency is unavailable",
+        detail="The service cannot reach its data store; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -133,6 +146,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
 def exception_handlers() -> ExceptionHandlersMap:
     return {
         ApiError: _api_error,
+        RedisUnavailable: _redis_unavailable,
         ValidationException: _validation_error,
         HTTPException: _http_error,
         Exception: _unexpected,

@@ -45,7 +45,7 @@ def uvicorn_server(factory: str, port: int, env: dict[str, str], workers: int = 
     """The same uvicorn command `make run` and the API container use."""
     command = [
         sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+        "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"

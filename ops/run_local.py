@@ -39,6 +39,9 @@ def api_command(settings: Settings, host: str) -> list[str]:
         sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
         "--host", host, "--port", str(settings.api.port), "--workers", str(settings.api.workers),
         "--no-access-log", "--log-level", settings.app.log_level.lower(),
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for loopback
+        # peers; the app applies TRUSTED_PROXIES itself.
+        "--no-proxy-headers",
     ]  # fmt: skip
 
 

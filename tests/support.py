@@ -113,7 +113,10 @@ class ApiServer:
         settings = load_settings(environment(env))
         self.port = free_port()
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # proxy_headers off, as in production: TRUSTED_PROXIES alone decides whom to believe.
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"api-{self.port}", daemon=True)
 
