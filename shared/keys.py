@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "EVENTS_CHANNEL",
+    "GROQ_BUDGET",
     "PREFIX",
     "QUEUE",
     "REVOCATIONS_CHANNEL",
@@ -32,6 +33,8 @@ TASK_NAME = "checklists.generate"
 EVENTS_CHANNEL = f"{PREFIX}:events"
 #: Sorted set of worker hostnames scored by their last heartbeat (unix seconds).
 WORKERS = f"{PREFIX}:workers"
+#: Sorted set of Groq calls in the current budget window (`<id>:<estimated tokens>`, by Redis time).
+GROQ_BUDGET = f"{PREFIX}:groq:budget"
 
 
 def job(job_id: str) -> str:

@@ -93,6 +93,14 @@ class GroqSettings:
     """Seconds one Groq call may take before it counts as a timeout."""
     max_output_tokens: int = 4096
     """Completion budget per call."""
+    requests_per_window: int = 30
+    """Groq calls allowed per budget window across all workers (GROQ_RPM; 0 = unlimited)."""
+    tokens_per_window: int = 8000
+    """Estimated tokens allowed per budget window across all workers (GROQ_TPM; 0 = unlimited)."""
+    tokens_per_call: int = 2500
+    """The token estimate charged for one call (GROQ_TOKENS_PER_CALL)."""
+    budget_window: float = 60.0
+    """The budget window in seconds (Groq's limits are per minute)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +289,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=read.optional("GROQ_BASE_URL"),
         timeout=read.number("GROQ_TIMEOUT", 30.0, minimum=0.1),
         max_output_tokens=read.integer("GROQ_MAX_TOKENS", 4096, minimum=256),
+        requests_per_window=read.integer("GROQ_RPM", 30),
+        tokens_per_window=read.integer("GROQ_TPM", 8000),
+        tokens_per_call=read.integer("GROQ_TOKENS_PER_CALL", 2500, minimum=1),
+        budget_window=read.number("GROQ_BUDGET_WINDOW", 60.0, minimum=0.1),
     )
     worker = WorkerSettings(
         provider=read.choice("LLM_PROVIDER", "auto", _PROVIDERS),  # type: ignore[arg-type]

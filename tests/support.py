@@ -45,6 +45,9 @@ TEST_ENV = {
     "SUBMIT_RATE_LIMIT_REQUESTS": "100000",
     "POLL_RATE_LIMIT_REQUESTS": "100000",
     "AUTH_RATE_LIMIT_REQUESTS": "100000",
+    # No shared Groq budget either; tests/integration/test_groq_budget.py sets one.
+    "GROQ_RPM": "0",
+    "GROQ_TPM": "0",
 }
 
 #: A password the policy accepts (long, not common, unrelated to the test emails).

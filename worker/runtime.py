@@ -14,6 +14,7 @@ import redis
 
 from shared.jobs import SyncJobStore
 from shared.settings import Settings, get_settings
+from worker.budget import GroqBudget
 from worker.heartbeat import Heartbeat
 from worker.providers.base import ChecklistProvider
 from worker.providers.offline.geo import gazetteer
@@ -50,11 +51,22 @@ def _provider(settings: Settings) -> ChecklistProvider:
 def build_runtime(settings: Settings) -> WorkerRuntime:
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     fallback = OfflineProvider() if settings.use_groq and settings.worker.fallback == "offline" else None
+    budget = None
+    if settings.use_groq:
+        groq = settings.groq
+        budget = GroqBudget(
+            client,
+            requests=groq.requests_per_window,
+            tokens=groq.tokens_per_window,
+            tokens_per_call=groq.tokens_per_call,
+            window=groq.budget_window,
+        )
     processor = JobProcessor(
         store=SyncJobStore(client, job_ttl=settings.jobs.ttl),
         provider=_provider(settings),
         policy=RetryPolicy.from_settings(settings.worker),
         fallback=fallback,
+        budget=budget,
     )
     return WorkerRuntime(redis=client, processor=processor)
 

@@ -9,6 +9,7 @@ must do next: nothing, or retry after a delay.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +19,15 @@ from shared.clock import utcnow
 from shared.errors import PermanentProviderError, ProviderError
 from shared.jobs import StoredJob, SyncJobStore
 from shared.schemas import Checklist, JobError
+from worker.budget import GroqBudget
 from worker.providers.base import ChecklistProvider
 from worker.retry import RetryPolicy
 
 __all__ = ["Done", "JobProcessor", "RetryIn"]
 
 log = logging.getLogger(__name__)
+# Spreads jobs that wait for the same budget slot, so they do not all come back at once.
+_budget_jitter = random.Random()  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class JobProcessor:
     provider: ChecklistProvider
     policy: RetryPolicy
     fallback: ChecklistProvider | None = None
+    budget: GroqBudget | None = None
     clock: Callable[[], datetime] = utcnow
 
     def _start(self, job_id: str) -> StoredJob | Done:
@@ -60,6 +65,15 @@ class JobProcessor:
                 return started
 
     def process(self, job_id: str) -> Outcome:
+        if self.budget is not None:
+            # Wait for the shared budget before the attempt starts, so waiting costs no attempt.
+            waiting = self.store.get(job_id)
+            if waiting is None or lifecycle.is_terminal(waiting.job):
+                return Done(waiting.job.status if waiting else "missing")
+            wait = self.budget.reserve()
+            if wait > 0:
+                log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
+                return RetryIn(wait + _budget_jitter.uniform(0, 0.1 * wait + 0.05))
         started = self._start(job_id)
         if isinstance(started, Done):
             log.info("job %s skipped: %s", job_id, started.status)
