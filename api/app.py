@@ -29,7 +29,7 @@ from api.limits import MultiplexedRedisStorage, RateLimiter
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
-from api.routes.health import live, ready
+from api.routes.health import live, metrics, ready
 from api.routes.legacy import generate_checklist
 from api.security import AccessControl, security_headers
 from api.service import ChecklistService
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials="*" not in settings.api.allowed_origins,
         )
     return Litestar(
-        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready],
+        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready, metrics],
         middleware=[AccessControl()],
         before_send=[security_headers(settings.app.environment == "production")],
         exception_handlers=exception_handlers(),

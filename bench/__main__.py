@@ -15,6 +15,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +29,21 @@ from shared.embedded_redis import EmbeddedRedis, free_port
 
 TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 TARGETS = {"submit": 0.40, "poll": 0.50}
+#: Quotas far above what the benchmark sends: every request still pays for its limit check.
+UNLIMITED = {
+    "RATE_LIMIT_REQUESTS": "1000000000",
+    "SUBMIT_RATE_LIMIT_REQUESTS": "1000000000",
+    "POLL_RATE_LIMIT_REQUESTS": "1000000000",
+    "AUTH_RATE_LIMIT_REQUESTS": "1000000000",
+}
+
+
+def sign_in(api: str) -> dict[str, str]:
+    """Register a bench user and log in; the Authorization header every request carries."""
+    credentials = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.com", "password": "bench pass phrase 2026"}
+    httpx.post(f"{api}/api/v1/auth/register", json=credentials).raise_for_status()
+    token = httpx.post(f"{api}/api/v1/auth/login", json=credentials).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
@@ -40,22 +56,23 @@ def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
     client.close()
 
 
-def finished_job(api: str, redis_url: str, env: dict[str, str]) -> tuple[str, bytes]:
+def finished_job(api: str, redis_url: str, env: dict[str, str], auth: dict[str, str]) -> tuple[str, bytes]:
     """A succeeded job (the realistic thing to poll), made with a short-lived worker."""
     with celery_worker(env):
         wait_worker(redis_url)
-        job_id = httpx.post(f"{api}/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"})
-        ident = job_id.json()["id"]
-        doc = httpx.get(f"{api}/api/v1/checklists/{ident}", params={"wait": 20}, timeout=30).content
+        headers = {"content-type": "application/json", **auth}
+        ident = httpx.post(f"{api}/api/v1/checklists", content=TRIP, headers=headers).json()["id"]
+        doc = httpx.get(f"{api}/api/v1/checklists/{ident}", params={"wait": 20}, headers=auth, timeout=30).content
     redis.Redis.from_url(redis_url).delete(keys.WORKERS)
     return ident, doc
 
 
 def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
-    env = base_env(REDIS_URL=redis_url)
+    env = base_env(REDIS_URL=redis_url, **UNLIMITED)
     api_port, bare_port = free_port(), free_port()
     with uvicorn_server("api.app:create_app", api_port, env) as api:
-        job_id, doc = finished_job(api, redis_url, env)
+        auth = sign_in(api)
+        job_id, doc = finished_job(api, redis_url, env, auth)
         with tempfile.NamedTemporaryFile(suffix=".json") as doc_file:
             Path(doc_file.name).write_bytes(doc)
             bare_env = base_env(BARE_DOC_FILE=doc_file.name)
@@ -68,10 +85,12 @@ def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
                     "poll": (f"{api}/api/v1/checklists/{job_id}", None),
                 }
                 for url, body in targets.values():  # warm up every process and connection pool
-                    wrk(url, seconds=1, connections=args.connections, body=body)
+                    wrk(url, seconds=1, connections=args.connections, body=body, headers=auth)
                 for round_number in range(1, args.rounds + 1):
                     for name, (url, body) in targets.items():
-                        runs[name].append(wrk(url, seconds=args.seconds, connections=args.connections, body=body))
+                        runs[name].append(
+                            wrk(url, seconds=args.seconds, connections=args.connections, body=body, headers=auth)
+                        )
                     print(f"  round {round_number}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items()))
     medians = {name: statistics.median(values) for name, values in runs.items()}
     print(f"\nThroughput (median of {args.rounds} rounds of {args.seconds:g}s, {args.connections} connections):")
@@ -87,12 +106,12 @@ def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
 def start_latency(args: argparse.Namespace, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     client.delete(keys.QUEUE, keys.WORKERS)  # start idle: no backlog from the throughput runs
-    env = base_env(REDIS_URL=redis_url)
+    env = base_env(REDIS_URL=redis_url, **UNLIMITED)
     with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env):
         wait_worker(redis_url)
         time.sleep(1.0)
         ids: list[str] = []
-        with httpx.Client(base_url=api) as http:
+        with httpx.Client(base_url=api, headers=sign_in(api)) as http:
             for _ in range(args.latency_jobs):
                 response = http.post("/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"})
                 ids.append(response.json()["id"])
@@ -116,14 +135,21 @@ def pools(redis_url: str) -> None:
     fake.default = Reply.slow(0.5)
     jobs = 64
     print(f"\nCelery pools with I/O-bound calls ({jobs} jobs, Groq answering in 0.5 s, one worker process):")
-    env = base_env(REDIS_URL=redis_url, GROQ_API_KEY="bench-not-secret", GROQ_BASE_URL=fake.base_url)
+    env = base_env(
+        REDIS_URL=redis_url,
+        GROQ_API_KEY="bench-not-secret",
+        GROQ_BASE_URL=fake.base_url,
+        GROQ_RPM="0",
+        GROQ_TPM="0",
+        **UNLIMITED,
+    )
     for label, extra in (("prefork -c 2", ("--pool", "prefork", "-c", "2")),
                          ("threads -c 16", ("--pool", "threads", "-c", "16")),
                          ("threads -c 32", ("--pool", "threads", "-c", "32"))):  # fmt: skip
         redis.Redis.from_url(redis_url).delete(keys.QUEUE, keys.WORKERS)
         with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env, *extra) as worker:
             wait_worker(redis_url)
-            with httpx.Client(base_url=api, timeout=120) as http:
+            with httpx.Client(base_url=api, timeout=120, headers=sign_in(api)) as http:
                 began = time.monotonic()
                 ids = [
                     http.post("/api/v1/checklists", content=TRIP, headers={"content-type": "application/json"}).json()[

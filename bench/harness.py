@@ -81,9 +81,13 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def wrk(url: str, *, seconds: float, connections: int, body: bytes | None = None) -> float:
+def wrk(
+    url: str, *, seconds: float, connections: int, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> float:
     """Requests per second from one wrk run (one thread: the other core serves)."""
     command = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", url]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
     with tempfile.TemporaryDirectory() as scratch:
         if body is not None:
             script = Path(scratch) / "post.lua"

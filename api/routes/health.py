@@ -8,13 +8,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import resources_of
 from api.routes.checklists import json_response
 from shared import keys
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 
-__all__ = ["live", "ready"]
+__all__ = ["live", "metrics", "ready"]
 
 _LIVE = b'{"status":"ok"}'
 #: A worker counts as alive when its last heartbeat is younger than this many intervals.
@@ -52,3 +53,8 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
         return json_response(msgspec.json.encode(body), 503)  # type: ignore[return-value]
     body = Readiness(status="ready", checks={"redis": "ok"}, workers_alive=int(workers), queue_depth=int(depth))
     return json_response(msgspec.json.encode(body))  # type: ignore[return-value]
+
+
+@get("/metrics", tags=["health"], summary="Prometheus metrics of this API process", sync_to_thread=False)
+def metrics() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

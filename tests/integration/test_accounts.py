@@ -250,3 +250,11 @@ async def test_failed_authentications_are_logged_without_secrets(
     assert secret_password not in text
     assert account.access_token[:-4] not in text
     assert "z" * 43 not in text
+
+
+async def test_failed_authentications_are_counted_in_metrics(anonymous: httpx.AsyncClient) -> None:
+    await anonymous.get("/api/v1/auth/me", headers={"X-API-Key": "tck_" + "q" * 43})
+
+    text = (await anonymous.get("/metrics")).text
+
+    assert 'auth_failures_total{reason="invalid_api_key"}' in text

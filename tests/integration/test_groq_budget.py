@@ -58,7 +58,8 @@ async def test_several_workers_together_stay_within_the_budget(budget_stack: Sta
     assert {job["attempts"] for job in jobs} == {1}  # waiting for budget costs no attempt
     times = sorted(request.at for request in groq.requests_for(tag))
     assert len(times) == 9
-    busiest = max(sum(1 for t in times if start <= t < start + WINDOW * 0.98) for start in times)
+    # Calls are reserved on Redis's clock and seen here a little later; 0.3 s covers that delay's spread.
+    busiest = max(sum(1 for t in times if start <= t < start + WINDOW - 0.3) for start in times)
     assert busiest <= PER_WINDOW
     assert times[-1] - times[0] >= 2 * WINDOW * 0.9  # nine calls at three per window span two windows
 
