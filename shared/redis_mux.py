@@ -205,6 +205,26 @@ class MultiplexedRedis:
             await self.execute("SCRIPT", "LOAD", script.source)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
+    async def run_scripts(self, calls: list[tuple[Script, list[str], list[str | bytes | int | float]]]) -> list[Any]:
+        """Run several scripts in one write and one round trip, without a task per call.
+
+        Replies come back in order; a script Redis does not know yet is loaded and run again.
+        """
+        protocol = self._protocol or await self._connect()
+        loop = asyncio.get_running_loop()
+        futures = [
+            protocol.send(_pack(("EVALSHA", script.sha, len(keys), *keys, *args)), loop) for script, keys, args in calls
+        ]
+        results: list[Any] = []
+        for (script, keys, args), future in zip(calls, futures, strict=True):
+            try:
+                results.append(await future)
+            except RedisReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                results.append(await self.run_script(script, keys, args))
+        return results
+
     async def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
