@@ -31,6 +31,7 @@ __all__ = ["Decision", "MultiplexedRedisStorage", "Quota", "RateLimiter", "quota
 
 log = logging.getLogger(__name__)
 _STORAGE_ERRORS = (RedisUnavailable, RedisReplyError, StorageError, OSError)
+_KEY_CACHE = 10_000
 
 
 def quota(amount: int, seconds: int) -> RateLimitItem:
@@ -195,6 +196,7 @@ class RateLimiter:
         self.storage = storage
         self.bridge = storage.multiplexed
         self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self._keys: dict[Quota, list[str]] = {}
 
     async def spend(self, quotas: list[Quota], *, fail_open: bool) -> Decision | None:
         """Spend one unit of each quota; raise `RateLimited` if any is exhausted.
@@ -248,6 +250,20 @@ class RateLimiter:
         if refused:
             raise RateLimited("too many requests; slow down", retry_after=max(refused), headers=tightest.headers())
         return tightest
+
+    def _window_keys(self, q: Quota) -> list[str]:
+        """limits' two keys for a quota's sliding window (remembered: a principal asks again soon)."""
+        cached = self._keys.get(q)
+        if cached is None:
+            key = q.item.key_for(q.name, q.key)
+            cached = [
+                self.bridge.prefixed_key(self.storage._previous_window_key(key)),
+                self.bridge.prefixed_key(self.storage._current_window_key(key)),
+            ]
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.pop(next(iter(self._keys)))
+            self._keys[q] = cached
+        return cached
 
     def _window(self, q: Quota) -> Any:
         return self.storage.get_sliding_window(q.item.key_for(q.name, q.key), q.item.get_expiry())

@@ -22,6 +22,7 @@ __all__ = ["PROBLEM_JSON", "exception_handlers", "problem_response"]
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_CLIENT_GONE = "client disconnected prematurely"
 
 #: Codes for Litestar's own HTTP exceptions, by status.
 _HTTP_CODES = {
@@ -108,7 +109,10 @@ def _validation_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 def _http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    if status >= 500:
+    if status >= 500 and exc.detail == _CLIENT_GONE:
+        # Litestar reports a client that hung up mid-body as a 500; nothing failed on our side.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+    elif status >= 500:
         log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
     return problem_response(
         request,

@@ -16,10 +16,12 @@ every response by `security_headers`, an app-level `before_send` hook.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from limits import RateLimitItem
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -82,7 +84,7 @@ class AccessControl(ASGIMiddleware):
         opt = scope["route_handler"].opt
         address = client_address(scope, resources.trusted_proxies)
         if opt.get("access") == "credentials":
-            quotas = [Quota("auth-ip", quota(limits.auth_ip_requests, limits.auth_ip_window), address)]
+            quotas = [Quota("auth-ip", _item(limits.auth_ip_requests, limits.auth_ip_window), address)]
             decision = await resources.limiter.spend(quotas, fail_open=False)
         else:
             try:
@@ -98,14 +100,21 @@ class AccessControl(ASGIMiddleware):
 
     @staticmethod
     def _quotas(principal: Principal, opt: dict[str, Any], limits: Any) -> list[Quota]:
-        quotas = [Quota("principal", quota(limits.requests, limits.window), principal.user_id)]
+        user = principal.user_id
         kind = opt.get("quota")
-        if kind == "submit":
-            quotas.append(Quota("submit", quota(limits.submit_requests, limits.submit_window), principal.user_id))
-        elif kind == "poll":
+        if kind == "poll":
             # Polling is cheap: its own, higher budget replaces the general one.
-            quotas = [Quota("poll", quota(limits.poll_requests, limits.window), principal.user_id)]
+            return [Quota("poll", _item(limits.poll_requests, limits.window), user)]
+        quotas = [Quota("principal", _item(limits.requests, limits.window), user)]
+        if kind == "submit":
+            quotas.append(Quota("submit", _item(limits.submit_requests, limits.submit_window), user))
         return quotas
+
+
+@functools.cache
+def _item(amount: int, seconds: int) -> RateLimitItem:
+    """Quota items are immutable; build each once per process, not per request."""
+    return quota(amount, seconds)
 
 
 def _with_rate_headers(send: Send, decision: Decision | None) -> Send:

@@ -7,6 +7,7 @@ controllers only translate HTTP to these calls and back.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +41,12 @@ def status_of(doc: bytes) -> str:
     return _status_decoder.decode(doc).status
 
 
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _check_job_id(job_id: str) -> None:
     # Ids are 32 lower-case hex characters; anything else cannot exist, so skip the round trip.
-    if len(job_id) != 32 or not all(c in "0123456789abcdef" for c in job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise NotFound(f"no checklist job {job_id!r}")
 
 

@@ -369,6 +369,9 @@ def _cross_checks(settings: Settings) -> list[str]:
     if settings.app.environment == "production":
         if len(settings.app.secret_key) < 32 or settings.app.secret_key == DEV_SECRET_KEY:
             problems.append("SECRET_KEY must be a unique value of at least 32 characters in production")
+        previous = settings.auth.previous_secret_key
+        if previous is not None and len(previous) < 32:
+            problems.append("SECRET_KEY_PREVIOUS must be at least 32 characters in production")
         if settings.app.debug:
             problems.append("DEBUG must be false in production")
         if "*" in settings.api.allowed_origins:

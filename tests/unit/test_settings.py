@@ -113,3 +113,28 @@ def test_env_file_values_are_overridden_by_the_environment(tmp_path: Path, monke
 
     assert settings.groq.model == "from-file"
     assert settings.api.port == 9100
+
+
+def test_trusted_proxies_must_be_networks() -> None:
+    assert load_settings({"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7"}).limits.trusted_proxies == (
+        "10.0.0.0/8",
+        "192.168.1.7",
+    )
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
+        load_settings({"TRUSTED_PROXIES": "10.0.0.0/8, the-load-balancer"})
+
+
+def test_auth_and_limit_defaults() -> None:
+    settings = load_settings({})
+
+    assert settings.auth.access_token_ttl == 900
+    assert settings.auth.refresh_token_ttl == 30 * 24 * 3600
+    assert (settings.limits.requests, settings.limits.window) == (100, 60)
+    assert settings.limits.submit_requests < settings.limits.requests < settings.limits.poll_requests
+    assert (settings.limits.login_failures, settings.limits.login_lock_window) == (10, 900)
+    assert (settings.groq.requests_per_window, settings.groq.tokens_per_window) == (30, 8000)
+
+
+def test_production_refuses_a_short_previous_signing_key() -> None:
+    with pytest.raises(SettingsError, match="SECRET_KEY_PREVIOUS"):
+        load_settings(GOOD_PRODUCTION | {"SECRET_KEY_PREVIOUS": "short"})
