@@ -23,6 +23,7 @@ from limits.aio.storage import RedisStorage
 from limits.aio.storage.redis.bridge import RedisBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
+from prometheus_client import Counter
 
 from shared.errors import DependencyUnavailable, RateLimited
 from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable, Script
@@ -32,6 +33,7 @@ __all__ = ["Decision", "MultiplexedRedisStorage", "Quota", "RateLimiter", "quota
 log = logging.getLogger(__name__)
 _STORAGE_ERRORS = (RedisUnavailable, RedisReplyError, StorageError, OSError)
 _KEY_CACHE = 10_000
+LIMITER_ERRORS = Counter("rate_limiter_errors_total", "Requests let through because the rate limiter was unreachable.")
 
 
 def quota(amount: int, seconds: int) -> RateLimitItem:
@@ -222,6 +224,7 @@ class RateLimiter:
             replies = await bridge.link.run_scripts(calls)
         except _STORAGE_ERRORS as exc:
             if fail_open:
+                LIMITER_ERRORS.inc()
                 log.error("rate limiter unavailable, letting the request through: %s", exc)  # noqa: TRY400
                 return None
             raise DependencyUnavailable("rate limiting is unavailable; try again shortly") from exc

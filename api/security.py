@@ -1,8 +1,8 @@
 """Access control for every route: who is calling, and whether their budget allows it.
 
 Routes declare their policy in `opt["access"]`:
-    "principal" (default)  a bearer token or API key is required; the principal's general quota and,
-                           with `opt["quota"]` = "submit" or "poll", that quota too (fail open)
+    "principal" (default)  a bearer token or API key is required; the principal's general quota, or
+                           with `opt["quota"]` = "submit" or "poll" that budget instead (fail open)
     "credentials"          register/login/refresh: a quota per client address (fail closed)
 /health, /metrics and /schema are never authenticated or limited.
 
@@ -100,15 +100,15 @@ class AccessControl(ASGIMiddleware):
 
     @staticmethod
     def _quotas(principal: Principal, opt: dict[str, Any], limits: Any) -> list[Quota]:
+        # Each kind of endpoint spends its own budget: submissions a small one (each costs an LLM
+        # call), polling a large one (cheap), everything else the general one.
         user = principal.user_id
         kind = opt.get("quota")
         if kind == "poll":
-            # Polling is cheap: its own, higher budget replaces the general one.
             return [Quota("poll", _item(limits.poll_requests, limits.window), user)]
-        quotas = [Quota("principal", _item(limits.requests, limits.window), user)]
         if kind == "submit":
-            quotas.append(Quota("submit", _item(limits.submit_requests, limits.submit_window), user))
-        return quotas
+            return [Quota("submit", _item(limits.submit_requests, limits.submit_window), user)]
+        return [Quota("principal", _item(limits.requests, limits.window), user)]
 
 
 @functools.cache

@@ -48,10 +48,9 @@ def normalise_email(email: str) -> str:
 def log_auth_failure(reason: str, client: str, account: str | None = None) -> None:
     """One structured line per failure; the credential itself is never passed in."""
     AUTH_FAILURES.labels(reason=reason).inc()
-    log.warning(
-        "authentication failed",
-        extra={"event": "auth_failure", "reason": reason, "client": client, "account": account or "-"},
-    )
+    fields = {"event": "auth_failure", "reason": reason, "client": client, "account": account or "-"}
+    # key=value in the line itself (readable anywhere), the same fields on the record (for JSON logging).
+    log.warning("event=auth_failure reason=%s client=%s account=%s", reason, client, account or "-", extra=fields)
 
 
 class User(msgspec.Struct, kw_only=True):

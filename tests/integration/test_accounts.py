@@ -246,6 +246,7 @@ async def test_failed_authentications_are_logged_without_secrets(
     login_failure = next(r for r in records if r.reason == "invalid_credentials")  # type: ignore[attr-defined]
     assert login_failure.account == account.email  # type: ignore[attr-defined]
     assert login_failure.client == "127.0.0.1"  # type: ignore[attr-defined]
+    assert f"reason=invalid_credentials client=127.0.0.1 account={account.email}" in login_failure.getMessage()
     text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in records)
     assert secret_password not in text
     assert account.access_token[:-4] not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,4 +56,5 @@ def test_each_envelope_gets_its_own_delivery_tag(redis_base_url: str) -> None:
     first, second = json.loads(envelopes.build("a" * 32)), json.loads(envelopes.build("b" * 32))
 
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+    assert second["properties"]["delivery_tag"] == str(uuid.UUID("b" * 32))
     assert second["headers"]["id"] == second["properties"]["correlation_id"] == "b" * 32
