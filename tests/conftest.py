@@ -19,7 +19,7 @@ import redis
 
 from shared.embedded_redis import EmbeddedRedis
 from tests.fakes.groq_server import FakeGroq
-from tests.support import Account, ApiServer, Worker, new_account
+from tests.support import Account, ApiServer, Worker, groq_env, new_account
 
 
 @dataclass
@@ -89,7 +89,7 @@ def offline_stack(redis_base_url: str, log_dir: Path) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def groq_stack(redis_base_url: str, log_dir: Path, fake_groq: FakeGroq) -> Iterator[Stack]:
-    env = {"GROQ_API_KEY": "test-key-not-secret", "GROQ_BASE_URL": fake_groq.base_url, "GROQ_TIMEOUT": "3"}
+    env = groq_env(fake_groq.base_url, GROQ_TIMEOUT="3")
     stack = _stack(redis_base_url, 2, log_dir, env, with_worker=True)
     yield stack
     _stop(stack)

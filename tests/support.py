@@ -55,6 +55,15 @@ TEST_PASSWORD = "correct horse battery staple 42"
 _STRIPPED = ("GROQ_API_KEY", "GROQ_BASE_URL", "GROQ_MODEL", "REDIS_URL", "LLM_PROVIDER", "LLM_FALLBACK")
 
 
+def groq_env(fake_groq_url: str, redis_url: str | None = None, **overrides: str) -> dict[str, str]:
+    """Settings for processes that call the fake Groq; with `redis_url`, on that (emptied) database."""
+    env = {"GROQ_API_KEY": "test-key-not-secret", "GROQ_BASE_URL": fake_groq_url, **overrides}
+    if redis_url is not None:
+        redis.Redis.from_url(redis_url).flushdb()
+        env["REDIS_URL"] = redis_url
+    return env
+
+
 def environment(overrides: dict[str, str]) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in _STRIPPED}
     env.update(TEST_ENV)

@@ -13,7 +13,7 @@ import redis
 
 from tests.conftest import Stack
 from tests.fakes.groq_server import FakeGroq
-from tests.support import ApiServer, Worker, new_account, wait_for_status
+from tests.support import ApiServer, Worker, groq_env, new_account, wait_for_status
 from worker.budget import GroqBudget
 
 WINDOW = 3.0
@@ -23,16 +23,7 @@ PER_WINDOW = 3
 @pytest.fixture
 def budget_stack(redis_base_url: str, log_dir: Path, fake_groq: FakeGroq) -> Iterator[Stack]:
     url = f"{redis_base_url}/13"
-    redis.Redis.from_url(url).flushdb()
-    env = {
-        "REDIS_URL": url,
-        "GROQ_API_KEY": "test-key-not-secret",
-        "GROQ_BASE_URL": fake_groq.base_url,
-        "GROQ_RPM": str(PER_WINDOW),
-        "GROQ_TPM": "0",
-        "GROQ_BUDGET_WINDOW": str(WINDOW),
-        "WORKER_CONCURRENCY": "4",
-    }
+    env = groq_env(fake_groq.base_url, url, GROQ_RPM=str(PER_WINDOW), GROQ_TPM="0", GROQ_BUDGET_WINDOW=str(WINDOW))
     workers = [Worker(env, log_dir).start() for _ in range(3)]
     api = ApiServer(env).start()
     yield Stack(api=api, redis_url=url, env=env)

@@ -19,21 +19,14 @@ import redis
 from shared import keys
 from tests.conftest import Stack
 from tests.fakes.groq_server import FakeGroq, Reply
-from tests.support import ApiServer, Worker, new_account, poll_until, wait_for_status
+from tests.support import ApiServer, Worker, groq_env, new_account, poll_until, wait_for_status
 
 
 @pytest.fixture
 def crash_stack(redis_base_url: str, log_dir: Path, fake_groq: FakeGroq) -> Iterator[Stack]:
     url = f"{redis_base_url}/6"
-    redis.Redis.from_url(url).flushdb()
-    env = {
-        "REDIS_URL": url,
-        "GROQ_API_KEY": "test-key-not-secret",
-        "GROQ_BASE_URL": fake_groq.base_url,
-        "GROQ_TIMEOUT": "30",
-        "VISIBILITY_TIMEOUT": "3",  # short, so the test need not wait long for redelivery
-        "LLM_BACKOFF_CAP": "1",
-    }
+    # A short visibility timeout, so the test need not wait long for redelivery.
+    env = groq_env(fake_groq.base_url, url, GROQ_TIMEOUT="30", VISIBILITY_TIMEOUT="3", LLM_BACKOFF_CAP="1")
     api = ApiServer(env).start()
     stack = Stack(api=api, redis_url=url, env=env)
     yield stack
