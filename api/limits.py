@@ -212,11 +212,7 @@ class RateLimiter:
         bridge = self.bridge
         calls: list[tuple[Script, list[str], list[str | bytes | int | float]]] = []
         for q in quotas:
-            key = q.item.key_for(q.name, q.key)
-            window_keys = [
-                bridge.prefixed_key(self.storage._previous_window_key(key)),
-                bridge.prefixed_key(self.storage._current_window_key(key)),
-            ]
+            window_keys = self._window_keys(q)
             expiry = q.item.get_expiry()
             calls.append((bridge.acquire_sliding, window_keys, [q.item.amount, expiry, 1]))
             calls.append((bridge.sliding, window_keys, [expiry]))
