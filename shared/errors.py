@@ -82,11 +82,13 @@ class SettingsError(ServiceError):
 class ApiError(ServiceError):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    #: A more specific code for this instance (e.g. which way a token was wrong), if any.
+    reason: str | None = None
 
     @property
     def problem_code(self) -> str:
-        """The `code` a client sees; a class constant unless a subclass knows better."""
-        return self.code
+        """The `code` a client sees: the instance's reason, else the class's code."""
+        return self.reason or self.code
 
 
 class InvalidRequest(ApiError):
@@ -113,11 +115,7 @@ class AuthenticationFailed(ApiError):
 
     def __init__(self, message: str, reason: str = "unauthorized") -> None:
         super().__init__(message)
-        self.reason = reason
-
-    @property
-    def problem_code(self) -> str:
-        return self.reason
+        self.reason: str = reason
 
 
 class EmailTaken(ApiError):
@@ -131,15 +129,13 @@ class RateLimited(ApiError):
     code = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None, reason: str = "") -> None:
+    def __init__(
+        self, message: str, retry_after: int, headers: dict[str, str] | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = headers or {}
-        self.reason = reason or self.code
-
-    @property
-    def problem_code(self) -> str:
-        return self.reason
+        self.reason = reason
 
 
 class MalformedBody(ApiError):
