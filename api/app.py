@@ -72,7 +72,6 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.resources = Resources(
             settings=settings,
             link=link,
-            pubsub_client=pubsub_client,
             events=events,
             checklists=checklists,
             auth=auth,

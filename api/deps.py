@@ -11,7 +11,6 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio
 from litestar import Request
 
 from api.auth.principals import Authenticator, Principal
@@ -30,7 +29,6 @@ __all__ = ["Resources", "json_body", "owner_of", "principal_of", "resources_of"]
 class Resources:
     settings: Settings
     link: MultiplexedRedis
-    pubsub_client: redis.asyncio.Redis
     events: JobEventHub
     checklists: ChecklistService
     auth: AuthService

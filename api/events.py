@@ -84,6 +84,8 @@ class JobEventHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the subscription broke: come back after a pause
+                if self._subscribed.is_set():
+                    delay = 0.1  # it had worked: a new outage starts with a short pause again
                 self._subscribed.clear()
                 if self._stopping:  # redis-py may turn our cancellation into a connection error
                     return

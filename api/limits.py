@@ -179,6 +179,19 @@ class Quota:
     key: str
 
 
+def _assess(q: Quota, state: tuple[int, float, int, float]) -> tuple[Decision, float]:
+    """A quota's header values, and the seconds until one more request fits, from its window state."""
+    previous, previous_ttl, current, current_ttl = state
+    window = q.item.get_expiry()
+    remaining = max(0, q.item.amount - math.floor(previous * previous_ttl / window + current))
+    wait = seconds_until_allowed(
+        q.item.amount, window, previous=previous, previous_ttl=previous_ttl, current=current, current_ttl=current_ttl
+    )
+    # Reset: when a refused client may try again; otherwise when the current window rolls over.
+    reset = wait if remaining == 0 else max(0.0, current_ttl - window)
+    return Decision(limit=q.item.amount, remaining=remaining, reset_after=max(1, math.ceil(reset))), wait
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     limit: int
@@ -227,23 +240,9 @@ class RateLimiter:
         decisions = []
         refused: list[int] = []
         for index, q in enumerate(quotas):
-            allowed = bool(replies[2 * index])
-            previous, previous_ttl, current, current_ttl = MultiplexedBridge.window_state(replies[2 * index + 1])
-            window = q.item.get_expiry()
-            used = math.floor(previous * previous_ttl / window + current)
-            remaining = max(0, q.item.amount - used)
-            wait = seconds_until_allowed(
-                q.item.amount,
-                window,
-                previous=previous,
-                previous_ttl=previous_ttl,
-                current=current,
-                current_ttl=current_ttl,
-            )
-            # Reset: when a refused client may try again; otherwise when the current window rolls over.
-            reset = wait if remaining == 0 else max(0.0, current_ttl - window)
-            decisions.append(Decision(limit=q.item.amount, remaining=remaining, reset_after=max(1, math.ceil(reset))))
-            if not allowed:
+            decision, wait = _assess(q, MultiplexedBridge.window_state(replies[2 * index + 1]))
+            decisions.append(decision)
+            if not replies[2 * index]:
                 refused.append(max(1, math.ceil(wait)))
         tightest = min(decisions, key=lambda decision: (decision.remaining, -decision.reset_after))
         if refused:
@@ -264,20 +263,10 @@ class RateLimiter:
             self._keys[q] = cached
         return cached
 
-    def _window(self, q: Quota) -> Any:
-        return self.storage.get_sliding_window(q.item.key_for(q.name, q.key), q.item.get_expiry())
-
     async def test(self, q: Quota) -> int | None:
         """Seconds until `q` has room again, or None if it has room now (spends nothing)."""
-        previous, previous_ttl, current, current_ttl = await self._window(q)
-        wait = seconds_until_allowed(
-            q.item.amount,
-            q.item.get_expiry(),
-            previous=previous,
-            previous_ttl=previous_ttl,
-            current=current,
-            current_ttl=current_ttl,
-        )
+        state = await self.storage.get_sliding_window(q.item.key_for(q.name, q.key), q.item.get_expiry())
+        _, wait = _assess(q, state)
         return max(1, math.ceil(wait)) if wait > 0 else None
 
     async def record(self, q: Quota) -> None:

@@ -23,7 +23,7 @@ from shared.jobs import JobStore, decode_cursor, fingerprint
 from shared.queue import TaskEnvelopes
 from shared.schemas import TERMINAL_STATUSES, Job, JobStatus, SubmitAccepted, TripRequest
 
-__all__ = ["ChecklistService", "Submitted"]
+__all__ = ["ChecklistService", "Submitted", "accepted"]
 
 _MAX_IDEMPOTENCY_KEY = 255
 
@@ -59,6 +59,11 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
+def accepted(job: Job) -> SubmitAccepted:
+    """What a submission answers about its job."""
+    return SubmitAccepted(id=job.id, status=job.status, created_at=job.created_at, links=job.links)
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     accepted: SubmitAccepted
@@ -80,13 +85,8 @@ class ChecklistService:
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:
-            earlier = _job_decoder.decode(outcome.doc)
-            accepted = SubmitAccepted(
-                id=earlier.id, status=earlier.status, created_at=earlier.created_at, links=earlier.links
-            )
-            return Submitted(accepted=accepted, replayed=True)
-        accepted = SubmitAccepted(id=job.id, status=job.status, created_at=job.created_at, links=job.links)
-        return Submitted(accepted=accepted, replayed=False)
+            return Submitted(accepted=accepted(_job_decoder.decode(outcome.doc)), replayed=True)
+        return Submitted(accepted=accepted(job), replayed=False)
 
     async def get_doc(self, owner: str, job_id: str) -> bytes:
         _check_job_id(job_id)
@@ -97,7 +97,6 @@ class ChecklistService:
 
     async def wait_doc(self, owner: str, job_id: str, timeout: float) -> bytes:
         """The job once it is terminal, or as it stands after `timeout` seconds."""
-        _check_job_id(job_id)
         deadline = time.monotonic() + timeout
         async with self.events.watch(job_id) as watch:
             doc = await self.get_doc(owner, job_id)

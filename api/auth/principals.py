@@ -130,12 +130,12 @@ class Authenticator:
         digest = secret_hash(key)
         cached = self._api_keys.get(digest)
         if cached is None:
-            found = await self.store.api_key_owner(key) if key.startswith(API_KEY_PREFIX) else None
+            found = await self.store.api_key_owner(digest) if key.startswith(API_KEY_PREFIX) else None
             if found is None:
                 raise AuthenticationFailed("the API key is not valid", "invalid_api_key")
             self._api_keys.put(digest, *found)
             # Lookups happen at most once per cache period per key, so this write is rare too.
-            await self.store.touch_api_key(key, _now_iso())
+            await self.store.touch_api_key(digest, _now_iso())
             cached = found
         user_id, key_id = cached
         return Principal(user_id=user_id, kind="api_key", api_key_id=key_id)

@@ -263,15 +263,15 @@ class AccountStore:
             self.link.execute("HSET", keys.user_api_keys(user_id), key_id, digest),
         )
 
-    async def api_key_owner(self, key: str) -> tuple[str, str] | None:
-        """(user id, key id) for a presented API key, or None."""
-        user, key_id = await self.link.execute("HMGET", keys.api_key(secret_hash(key)), "user", "id")
+    async def api_key_owner(self, digest: str) -> tuple[str, str] | None:
+        """(user id, key id) for a presented API key's `secret_hash`, or None."""
+        user, key_id = await self.link.execute("HMGET", keys.api_key(digest), "user", "id")
         if user is None:
             return None
         return _text(user), _text(key_id)
 
-    async def touch_api_key(self, key: str, when: str) -> None:
-        await self.link.execute("HSET", keys.api_key(secret_hash(key)), "last_used", when)
+    async def touch_api_key(self, digest: str, when: str) -> None:
+        await self.link.execute("HSET", keys.api_key(digest), "last_used", when)
 
     async def list_api_keys(self, user_id: str) -> list[ApiKeyRecord]:
         flat = await self.link.run_script(_LIST_API_KEYS, [keys.user_api_keys(user_id)], [f"{keys.PREFIX}:"])

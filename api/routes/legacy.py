@@ -16,7 +16,8 @@ from api.deps import json_body, owner_of, resources_of
 from api.openapi import JsonBody
 from api.problems import problem_response
 from api.routes.checklists import json_response
-from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
+from api.service import accepted
+from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse
 from shared.validation import decode_body, normalise_trip
 
 __all__ = ["generate_checklist", "legacy_shape"]
@@ -70,7 +71,6 @@ async def generate_checklist(request: Request[Any, Any, Any]) -> Response[Legacy
             title="Checklist generation failed",
             detail=f"job {job.id}: {job.error.message}",
         )
-    pending = SubmitAccepted(id=job.id, status=job.status, created_at=job.created_at, links=job.links)
     return json_response(  # type: ignore[return-value]
-        _encoder.encode(pending), HTTP_202_ACCEPTED, {"Location": job.links.self_}
+        _encoder.encode(accepted(job)), HTTP_202_ACCEPTED, {"Location": job.links.self_}
     )
