@@ -43,6 +43,15 @@ class RetryIn:
 Outcome = Done | RetryIn
 
 
+def _settled(stored: StoredJob | None) -> Done | None:
+    """Done, if there is nothing left to do for this job (deleted, or finished or canceled)."""
+    if stored is None:
+        return Done("missing")
+    if lifecycle.is_terminal(stored.job):
+        return Done(stored.job.status)
+    return None
+
+
 @dataclass
 class JobProcessor:
     store: SyncJobStore
@@ -52,29 +61,30 @@ class JobProcessor:
     budget: GroqBudget | None = None
     clock: Callable[[], datetime] = utcnow
 
-    def _start(self, job_id: str) -> StoredJob | Done:
-        """Move the job to running, unless it is gone or finished (racing a cancel is fine)."""
+    def _start(self, job_id: str, stored: StoredJob | None) -> StoredJob | Done:
+        """Move the job (as read in `stored`) to running, unless it is gone or finished.
+
+        Racing a cancel is fine: a failed compare-and-set reads the job again.
+        """
         while True:
-            stored = self.store.get(job_id)
-            if stored is None:
-                return Done("missing")
-            if lifecycle.is_terminal(stored.job):
-                return Done(stored.job.status)
+            settled = _settled(stored)
+            if settled is not None:
+                return settled
+            assert stored is not None
             started = self.store.transition(stored, lifecycle.start_attempt(stored.job, self.clock()))
             if started is not None:
                 return started
+            stored = self.store.get(job_id)
 
     def process(self, job_id: str) -> Outcome:
-        if self.budget is not None:
+        stored = self.store.get(job_id)
+        if self.budget is not None and _settled(stored) is None:
             # Wait for the shared budget before the attempt starts, so waiting costs no attempt.
-            waiting = self.store.get(job_id)
-            if waiting is None or lifecycle.is_terminal(waiting.job):
-                return Done(waiting.job.status if waiting else "missing")
             wait = self.budget.reserve()
             if wait > 0:
                 log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
                 return RetryIn(wait + _budget_jitter.uniform(0, 0.1 * wait + 0.05))
-        started = self._start(job_id)
+        started = self._start(job_id, stored)
         if isinstance(started, Done):
             log.info("job %s skipped: %s", job_id, started.status)
             return started
