@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: run test lint fmt flower bench lock clean
@@ -17,8 +18,13 @@ $(STAMP): requirements.lock
 run: $(STAMP)
 	$(BIN)/python -m ops.run_local
 
+# Debian packages the suite needs (headless Chromium, a TLS-capable redis-server): tests/system-packages.sh.
+$(SYSTEM_STAMP): tests/system-packages.sh $(STAMP)
+	./tests/system-packages.sh
+	@touch $(SYSTEM_STAMP)
+
 ## test: lint, then the whole suite with coverage (starts its own Redis).
-test: $(STAMP) lint
+test: $(STAMP) $(SYSTEM_STAMP) lint
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check) and mypy --strict.
