@@ -72,7 +72,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             idempotency_ttl=settings.jobs.idempotency_ttl,
             check_after=settings.worker.lease,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time)
+        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, store)
         checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
         app.state.resources = Resources(
             settings=settings,

@@ -26,6 +26,7 @@ from api.auth.store import AccountStore, ApiKeyRecord
 from api.auth.tokens import TokenSigner
 from api.limits import Quota, RateLimiter, quota
 from shared.errors import AuthenticationFailed, DependencyUnavailable, EmailTaken, InvalidRequest, NotFound, RateLimited
+from shared.jobs import JobStore
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 from shared.settings import Settings
 
@@ -82,6 +83,7 @@ class AuthService:
     limiter: RateLimiter
     settings: Settings
     clock: Callable[[], float]
+    jobs: JobStore
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).isoformat().replace("+00:00", "Z")
@@ -185,5 +187,7 @@ class AuthService:
             raise NotFound(f"no API key {key_id!r}")
 
     async def delete_account(self, principal: Principal) -> None:
+        """The account first (its tokens stop working at once), then every job it owns."""
         if not await self.store.delete_account(principal.user_id, self.settings.auth.access_token_ttl):
             raise NotFound("the account does not exist")
+        await self.jobs.delete_owner(principal.user_id)
