@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
 
@@ -51,6 +52,35 @@ async def test_register_refuses_weak_passwords_and_bad_emails(anonymous: httpx.A
     assert (weak.status_code, weak.json()["code"], weak.json()["field"]) == (422, "weak_password", "$.password")
     assert (bad_email.status_code, bad_email.json()["field"]) == (422, "$.email")
     assert extra.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/register", {"email": "utf8-@@@example.com", "password": TEST_PASSWORD}),
+        ("/api/v1/auth/register", {"email": "utf8@example.com", "password": TEST_PASSWORD + "@@"}),
+        ("/api/v1/auth/login", {"email": "utf8@example.com", "password": "@@" + TEST_PASSWORD}),
+        ("/api/v1/auth/refresh", {"refresh_token": "tcr_@@"}),
+        ("/api/v1/auth/logout", {"refresh_token": "tcr_@@"}),
+        ("/api/v1/auth/api-keys", {"name": "laptop @@"}),
+    ],
+)
+async def test_bodies_that_are_not_utf8_are_malformed_json_on_every_auth_endpoint(
+    idle_stack: Stack, path: str, body: dict[str, str]
+) -> None:
+    content = msgspec.json.encode(body).replace(b"@@", b"\xff")
+    async with idle_stack.client() as client:
+        account = await new_account(client)
+        response = await client.post(
+            path, content=content, headers={**account.headers, "content-type": "application/json"}
+        )
+        still_signed_in = await client.get("/api/v1/auth/me", headers=account.headers)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_json"
+    assert "UTF-8" in response.json()["detail"]
+    assert still_signed_in.status_code == 200  # a refused logout changed nothing
 
 
 async def test_login_answers_the_same_for_unknown_email_and_wrong_password(
