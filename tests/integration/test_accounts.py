@@ -131,19 +131,42 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(idle_stack:
     assert after_theft.json()["code"] == "invalid_refresh_token"
 
 
-async def test_logout_revokes_the_refresh_token_and_the_access_token(idle_stack: Stack) -> None:
+async def test_logout_ends_the_login_of_the_refresh_token_and_of_the_access_token(idle_stack: Stack) -> None:
     async with idle_stack.client() as client:
         account = await new_account(client)
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})).json()
+        other = await new_account(client)  # someone else's login: its tokens name it, not the caller
         out = await client.post(
-            "/api/v1/auth/logout", headers=account.headers, json={"refresh_token": account.refresh_token}
+            "/api/v1/auth/logout", headers=other.headers, json={"refresh_token": rotated["refresh_token"]}
         )
-        access = await client.get("/api/v1/auth/me", headers=account.headers)
-        refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+        access = [await client.get("/api/v1/auth/me", headers=bearer(token)) for token in
+                  (account.access_token, rotated["access_token"], other.access_token)]  # fmt: skip
+        refresh = [await client.post("/api/v1/auth/refresh", json={"refresh_token": token}) for token in
+                   (rotated["refresh_token"], other.refresh_token)]  # fmt: skip
 
     assert out.status_code == 204
-    assert access.status_code == 401
-    assert access.json()["code"] == "token_revoked"
-    assert refresh.json()["code"] == "invalid_refresh_token"
+    assert [response.json()["code"] for response in access] == ["token_revoked"] * 3
+    assert [response.json()["code"] for response in refresh] == ["invalid_refresh_token"] * 2
+
+
+async def test_logout_with_the_access_token_alone_ends_its_login_and_no_other(idle_stack: Stack) -> None:
+    async with idle_stack.client() as client:
+        account = await new_account(client)
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})).json()
+        second_login = await client.post("/api/v1/auth/login", json={"email": account.email, "password": TEST_PASSWORD})
+        out = await client.post("/api/v1/auth/logout", headers=bearer(rotated["access_token"]))
+        first_access = await client.get("/api/v1/auth/me", headers=account.headers)
+        first_refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        second_access = await client.get("/api/v1/auth/me", headers=bearer(second_login.json()["access_token"]))
+        second_refresh = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": second_login.json()["refresh_token"]}
+        )
+
+    assert out.status_code == 204
+    assert first_access.json()["code"] == "token_revoked"
+    assert first_refresh.json()["code"] == "invalid_refresh_token"
+    assert second_access.status_code == 200
+    assert second_refresh.status_code == 200
 
 
 async def test_a_revocation_reaches_an_api_process_started_later(idle_stack: Stack) -> None:

@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from api.auth.passwords import PasswordHashing, check_policy
+from api.auth.principals import RevocationCache
 from api.auth.tokens import TokenSigner, key_id
 from shared.errors import AuthenticationFailed, WeakPassword
 
@@ -48,6 +49,7 @@ def claims(clock: Clock, **changes: object) -> dict[str, object]:
         "nbf": now,
         "exp": now + 60,
         "jti": "j1",
+        "fam": "f1",
         "iss": "iss",
         "aud": "aud",
     }
@@ -56,11 +58,12 @@ def claims(clock: Clock, **changes: object) -> dict[str, object]:
 
 def test_an_issued_token_verifies_with_its_claims() -> None:
     clock = Clock()
-    token, issued = signer(clock).issue("user-1")
+    token, issued = signer(clock).issue("user-1", family="login-1")
 
     verified = signer(clock).verify(token)
 
     assert verified == issued
+    assert verified.family == "login-1"
     assert verified.expires_at == int(clock()) + 900
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "HS256"
@@ -69,7 +72,7 @@ def test_an_issued_token_verifies_with_its_claims() -> None:
 
 def test_expiry_follows_the_clock() -> None:
     clock = Clock()
-    token, _ = signer(clock).issue("user-1")
+    token, _ = signer(clock).issue("user-1", family="login-1")
     clock.now += 899
     signer(clock).verify(token)
     clock.now += 1
@@ -104,6 +107,7 @@ def test_another_algorithm_is_refused() -> None:
         ({"aud": "someone-else"}, "token_invalid_audience"),
         ({"iss": "someone-else"}, "token_invalid_issuer"),
         ({"jti": None}, "token_missing_claim"),
+        ({"fam": None}, "token_missing_claim"),  # a token that no logout or reuse could revoke
         ({"nbf": None}, "token_missing_claim"),
         ({"sub": None}, "token_missing_claim"),
     ],
@@ -116,7 +120,7 @@ def test_wrong_or_missing_claims_have_their_own_codes(changes: dict[str, object]
 
 def test_a_tampered_signature_is_refused() -> None:
     clock = Clock()
-    token, _ = signer(clock).issue("user-1")
+    token, _ = signer(clock).issue("user-1", family="login-1")
     head, body, signature = token.split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=="))
     payload["sub"] = "admin"
@@ -137,13 +141,29 @@ def test_garbage_is_malformed() -> None:
 
 def test_the_previous_key_still_verifies_during_a_rotation() -> None:
     clock = Clock()
-    old_token, _ = signer(clock, secret=OTHER).issue("user-1")
+    old_token, _ = signer(clock, secret=OTHER).issue("user-1", family="login-1")
     rotated = signer(clock, secret=SECRET, previous=OTHER)
 
     assert rotated.verify(old_token).subject == "user-1"
-    new_token, _ = rotated.issue("user-1")
+    new_token, _ = rotated.issue("user-1", family="login-1")
     assert jwt.get_unverified_header(new_token)["kid"] == key_id(SECRET)
     assert reason(signer(clock, secret=SECRET), old_token) == "token_unknown_key"
+
+
+def test_an_ended_login_is_refused_until_its_last_access_token_would_have_expired() -> None:
+    clock = Clock()
+    revocations = RevocationCache(clock, token_lifetime=900)
+
+    revocations.on_message(b'{"kind": "family", "id": "login-1"}')
+    revocations.on_message(b"not an event")  # ignored, like any event it cannot read
+
+    assert revocations.is_revoked("family", "login-1")
+    assert not revocations.is_revoked("family", "login-2")
+    assert not revocations.is_revoked("user", "login-1")
+    clock.now += 899
+    assert revocations.is_revoked("family", "login-1")
+    clock.now += 1
+    assert not revocations.is_revoked("family", "login-1")
 
 
 # --- passwords -----------------------------------------------------------------------------------
