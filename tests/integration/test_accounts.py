@@ -55,6 +55,31 @@ async def test_register_refuses_weak_passwords_and_bad_emails(anonymous: httpx.A
 
 
 @pytest.mark.parametrize(
+    ("password", "feedback"),
+    [
+        ("123456789012", "This is similar to a commonly used password."),
+        ("qwertyuiopasdf", "This is similar to a commonly used password."),
+        ("abcdefghijklmnop", 'Sequences like "abc" or "6543" are easy to guess.'),
+    ],
+)
+async def test_register_refuses_easily_guessed_passwords_saying_why(
+    anonymous: httpx.AsyncClient, password: str, feedback: str
+) -> None:
+    email = f"guessable-{uuid.uuid4().hex[:8]}@example.com"
+
+    response = await anonymous.post("/api/v1/auth/register", json={"email": email, "password": password})
+    login = await anonymous.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (
+        422,
+        "weak_password",
+        "$.password",
+    )
+    assert feedback in response.json()["detail"]
+    assert login.json()["code"] == "invalid_credentials"  # no account was made
+
+
+@pytest.mark.parametrize(
     ("path", "body"),
     [
         ("/api/v1/auth/register", {"email": "utf8-@@@example.com", "password": TEST_PASSWORD}),

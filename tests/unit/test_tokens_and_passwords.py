@@ -8,10 +8,11 @@ import json
 import jwt
 import pytest
 
-from api.auth.passwords import PasswordHashing, check_policy
+from api.auth.passwords import SCORED_LENGTH, PasswordHashing, check_policy
 from api.auth.principals import RevocationCache
 from api.auth.tokens import TokenSigner, key_id
 from shared.errors import AuthenticationFailed, WeakPassword
+from tests.support import TEST_PASSWORD
 
 SECRET = "s" * 40
 OTHER = "o" * 40
@@ -188,9 +189,46 @@ def test_weak_passwords_are_refused_with_a_reason(password: str, why: str) -> No
         check_policy(password, "traveller@example.com")
 
 
-def test_long_unusual_passwords_need_no_composition_rules() -> None:
-    check_policy("correct horse battery staple", "traveller@example.com")
-    check_policy("ÿ" * 3 + "snowy lighthouse keeper", "x@example.com")
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("123456789012", "commonly used password"),  # a digit run the common list does not hold
+        ("qwertyuiopasdf", "commonly used password"),  # a keyboard walk
+        ("zxcvbnm,./asdfghjkl", "Straight rows of keys"),
+        ("abcdefghijklmnop", "Sequences"),
+        ("19841231abcd", "Dates"),
+        ("abcabcabcabcabc", "Repeats"),
+        ("wanderstraveller", "parts of your email address"),  # scores 3 for anyone else
+    ],
+)
+def test_easily_guessed_passwords_are_refused_with_the_estimators_feedback(password: str, why: str) -> None:
+    with pytest.raises(WeakPassword, match=why) as caught:
+        check_policy(password, "traveller.wanders@example.com")
+
+    assert caught.value.message.startswith("this password is easy to guess")
+
+
+def test_only_the_leading_characters_are_scored_and_the_user_is_told() -> None:
+    weak_start = "abcdefghijklmnopqrstuvwxyz123456"  # a sequence, exactly the scored length
+    assert len(weak_start) == SCORED_LENGTH
+
+    with pytest.raises(WeakPassword, match=f"first {SCORED_LENGTH} characters"):
+        check_policy(weak_start + " snowy lighthouse keeper gathers moss", "x@example.com")
+    check_policy("snowy lighthouse keeper gathers moss " + "1" * 219, "x@example.com")  # 256 characters
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        TEST_PASSWORD,  # used across the suite
+        "a long unusual passphrase",  # the README's example
+        "correct horse battery staple",
+        "ÿ" * 3 + "snowy lighthouse keeper",
+        "Tr0ub4dor&3 plus more",
+    ],
+)
+def test_long_unusual_passwords_need_no_composition_rules(password: str) -> None:
+    check_policy(password, "traveller@example.com")
 
 
 def test_hashes_are_argon2id_and_verify() -> None:
