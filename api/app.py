@@ -26,6 +26,7 @@ from api.auth.tokens import TokenSigner
 from api.deps import Resources
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
+from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="Trip details in, a prioritized, categorized preparation checklist out.",
             path="/schema",
+            components=COMPONENTS,
             render_plugins=[SwaggerRenderPlugin(path="/swagger")],
         )
     cors = None
