@@ -16,7 +16,6 @@ import redis.asyncio
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api.auth.passwords import PasswordHashing
 from api.auth.principals import Authenticator, RevocationCache
@@ -24,6 +23,7 @@ from api.auth.service import AuthService
 from api.auth.store import AccountStore
 from api.auth.tokens import TokenSigner
 from api.deps import Resources
+from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
 from api.openapi import COMPONENTS
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Trip details in, a prioritized, categorized preparation checklist out.",
             path="/schema",
             components=COMPONENTS,
-            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[OfflineSwaggerUI(path="/swagger")],
         )
     cors = None
     if settings.api.allowed_origins:
