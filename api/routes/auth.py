@@ -76,6 +76,7 @@ class AuthController(Controller):
     @post(
         "/register",
         operation_id="register",
+        summary="Create an account",
         response_description="The new account (never the password hash)",
         status_code=HTTP_201_CREATED,
         opt=_CREDENTIALS,
@@ -90,6 +91,7 @@ class AuthController(Controller):
     @post(
         "/login",
         operation_id="login",
+        summary="Log in: an access token and a refresh token",
         response_description="An access token and a refresh token",
         status_code=200,
         opt=_CREDENTIALS,
@@ -104,6 +106,7 @@ class AuthController(Controller):
     @post(
         "/refresh",
         operation_id="refreshTokens",
+        summary="Trade a refresh token for a new pair",
         response_description="A new pair; the presented refresh token is used up",
         status_code=200,
         opt=_CREDENTIALS,
@@ -118,6 +121,7 @@ class AuthController(Controller):
     @post(
         "/logout",
         operation_id="logout",
+        summary="Log out: revoke this login's refresh tokens and this access token",
         status_code=HTTP_204_NO_CONTENT,
         security=AUTHENTICATED,
         operation_class=Documented(LogoutRequest, body_required=False),
@@ -129,13 +133,21 @@ class AuthController(Controller):
         body = decode_body(raw, LogoutRequest) if raw.strip() else LogoutRequest()
         await resources_of(request).auth.logout(principal_of(request), body.refresh_token)
 
-    @get("/me", operation_id="getAccount", security=AUTHENTICATED, operation_class=Documented(), responses=_ANSWERS)
+    @get(
+        "/me",
+        operation_id="getAccount",
+        summary="The account",
+        security=AUTHENTICATED,
+        operation_class=Documented(),
+        responses=_ANSWERS,
+    )
     async def me(self, request: Request[Any, Any, Any]) -> Response[User]:
         return json_response(_encoder.encode(await resources_of(request).auth.me(principal_of(request))))
 
     @delete(
         "/me",
         operation_id="deleteAccount",
+        summary="Delete the account, its keys, tokens and jobs",
         status_code=HTTP_204_NO_CONTENT,
         security=AUTHENTICATED,
         operation_class=Documented(),
@@ -170,6 +182,7 @@ class AuthController(Controller):
     @post(
         "/api-keys",
         operation_id="createApiKey",
+        summary="Create an API key",
         response_description="The new key: `key` is shown only this once",
         status_code=HTTP_201_CREATED,
         security=AUTHENTICATED,
@@ -184,6 +197,7 @@ class AuthController(Controller):
     @get(
         "/api-keys",
         operation_id="listApiKeys",
+        summary="The account's API keys (prefix, name, created, last used; never the key)",
         security=AUTHENTICATED,
         operation_class=Documented(),
         responses=_ANSWERS,
@@ -195,6 +209,7 @@ class AuthController(Controller):
     @delete(
         "/api-keys/{key_id:str}",
         operation_id="revokeApiKey",
+        summary="Revoke an API key",
         status_code=HTTP_204_NO_CONTENT,
         security=AUTHENTICATED,
         operation_class=Documented(),
