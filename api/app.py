@@ -16,7 +16,6 @@ import redis.asyncio
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api.auth.passwords import PasswordHashing
 from api.auth.principals import Authenticator, RevocationCache
@@ -24,8 +23,10 @@ from api.auth.service import AuthService
 from api.auth.store import AccountStore
 from api.auth.tokens import TokenSigner
 from api.deps import Resources
+from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
+from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="Trip details in, a prioritized, categorized preparation checklist out.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+            components=COMPONENTS,
+            render_plugins=[OfflineSwaggerUI(path="/swagger")],
         )
     cors = None
     if settings.api.allowed_origins:
