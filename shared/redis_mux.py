@@ -22,11 +22,11 @@ import collections
 import hashlib
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 import hiredis
+
+from shared.redis_url import RedisEndpoint
 
 __all__ = ["MultiplexedRedis", "RedisReplyError", "RedisUnavailable", "Script"]
 
@@ -43,31 +43,6 @@ class RedisUnavailable(ConnectionError):
 
 class RedisReplyError(Exception):
     """Redis answered a command with an error."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> _Endpoint:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
-        path = parsed.path.lstrip("/")
-        return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 6379,
-            db=int(path) if path else 0,
-            username=unquote(parsed.username) if parsed.username else None,
-            password=unquote(parsed.password) if parsed.password else None,
-            tls=parsed.scheme == "rediss",
-        )
 
 
 class Script:
@@ -137,10 +112,14 @@ class _Protocol(asyncio.Protocol):
 
 
 class MultiplexedRedis:
-    def __init__(self, url: str, *, connect_timeout: float = 2.0, command_timeout: float = 5.0) -> None:
-        self.endpoint = _Endpoint.from_url(url)
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
+    """The API's Redis connection: `execute()` and scripts, shared by every request of a process."""
+
+    def __init__(self, url: str, *, connect_timeout: float | None = None, command_timeout: float | None = None) -> None:
+        self.endpoint = RedisEndpoint.parse(url)
+        # By default the URL's socket_connect_timeout and socket_timeout, as for redis-py.
+        self.connect_timeout = self.endpoint.connect_timeout if connect_timeout is None else connect_timeout
+        self.command_timeout = self.endpoint.command_timeout if command_timeout is None else command_timeout
+        self._ssl: ssl.SSLContext | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -153,13 +132,16 @@ class MultiplexedRedis:
                 return self._protocol
             loop = asyncio.get_running_loop()
             endpoint = self.endpoint
-            context = ssl.create_default_context() if endpoint.tls else None
             try:
+                if endpoint.tls and self._ssl is None:
+                    self._ssl = endpoint.ssl_context()  # reads the CA and key files once
                 _, protocol = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Protocol(self._forget), endpoint.host, endpoint.port, ssl=context),
+                    loop.create_connection(
+                        lambda: _Protocol(self._forget), endpoint.host, endpoint.port, ssl=self._ssl
+                    ),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 raise RedisUnavailable(f"cannot connect to Redis at {endpoint.host}:{endpoint.port}: {exc}") from exc
             handshake = []
             if endpoint.password is not None:
@@ -169,7 +151,7 @@ class MultiplexedRedis:
                 handshake.append(protocol.send(_pack(("SELECT", endpoint.db)), loop))
             try:
                 await asyncio.wait_for(asyncio.gather(*handshake), self.command_timeout)
-            except (RedisReplyError, TimeoutError) as exc:
+            except (RedisReplyError, RedisUnavailable, TimeoutError) as exc:
                 protocol.fail(RedisUnavailable(f"Redis refused the connection set-up: {exc}"))
                 raise RedisUnavailable(f"Redis refused the connection set-up: {exc}") from exc
             self._protocol = protocol
