@@ -60,6 +60,20 @@ class RedisTimeout(RedisUnavailable):
 class RedisReplyError(Exception):
     """Redis answered a command with an error."""
 
+    @property
+    def code(self) -> str:
+        """The error's code: `OOM`, `READONLY`, `LOADING`, `MOVED`, `WRONGTYPE`, `ERR`, ...
+
+        Redis 7 keeps the code of a command that failed inside a script; Redis 6 wraps it, as in
+        `ERR Error running script (call to f_...): @user_script:1: ... -OOM command not allowed`.
+        """
+        message = str(self)
+        if message.startswith("ERR Error running script"):
+            _, found, inner = message.rpartition(": -")
+            if found:
+                return inner.split(" ", 1)[0]
+        return message.split(" ", 1)[0]
+
 
 class Script:
     """A Lua script run by SHA, loaded on first use (and again after a Redis restart)."""

@@ -10,7 +10,7 @@ from kombu import Connection
 
 from shared.errors import SettingsError
 from shared.queue import create_celery
-from shared.redis_mux import MultiplexedRedis
+from shared.redis_mux import MultiplexedRedis, RedisReplyError
 from shared.redis_url import RedisEndpoint
 from shared.settings import load_settings
 
@@ -126,3 +126,22 @@ def test_url_problems_are_listed_with_the_others_and_without_the_password() -> N
     problems = caught.value.problems
     assert len(problems) == 3
     assert not any("hunter2" in problem for problem in problems)
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("OOM command not allowed when used memory > 'maxmemory'.", "OOM"),
+        ("READONLY You can't write against a read only replica. script: f79e, on @user_script:1.", "READONLY"),
+        # Redis 6 wraps the error of a call inside a script:
+        (
+            "ERR Error running script (call to f_f79e): @user_script:1: @user_script: 1: -OOM command not allowed",
+            "OOM",
+        ),
+        ("ERR Error running script (call to f_f79e): @user_script:1: user_script:1: bad argument", "ERR"),
+        ("MOVED 3999 127.0.0.1:6381", "MOVED"),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", "WRONGTYPE"),
+    ],
+)
+def test_a_reply_errors_code_is_found_in_redis_6_and_7_formats(reply: str, code: str) -> None:
+    assert RedisReplyError(reply).code == code
