@@ -19,8 +19,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from shared.errors import ApiError, AuthenticationFailed, RateLimited
-from shared.redis_mux import RedisUnavailable
+from shared.errors import ApiError, AuthenticationFailed, DependencyUnavailable, RateLimited
+from shared.redis_mux import RedisReplyError, RedisUnavailable
 
 __all__ = [
     "PROBLEM_HEADERS",
@@ -49,6 +49,21 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+
+#: Seconds a client is asked to wait when a dependency is unavailable.
+_RETRY_AFTER_UNAVAILABLE = "5"
+
+#: Error replies of a Redis that is up but cannot serve us for now. They are 503s; any other error
+#: reply (WRONGTYPE, a script's own error) is a bug of ours, hence a 500.
+_REDIS_UNAVAILABLE_CODES = frozenset(
+    {
+        # full (maxmemory + noeviction), a replica, loading its data, a stale replica, too few
+        # replicas, unable to persist, busy with a long script:
+        *("OOM", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "MISCONF", "BUSY"),
+        # a Cluster serving these keys elsewhere or failing over (not a supported set-up, no bug):
+        *("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"),
+    }
+)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -95,6 +110,8 @@ def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[byte
         headers = {**exc.headers, "Retry-After": str(exc.retry_after)}
     elif isinstance(exc, AuthenticationFailed):
         headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'}
+    elif isinstance(exc, DependencyUnavailable):
+        headers = {"Retry-After": _RETRY_AFTER_UNAVAILABLE}
     return problem_response(
         request,
         status=exc.status,
@@ -146,9 +163,16 @@ def _redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
         status=503,
         code="dependency_unavailable",
         title="A dependency is unavailable",
-        detail="The service cannot reach its data store; try again shortly.",
-        headers={"Retry-After": "5"},
+        detail="The service's data store is unavailable; try again shortly.",
+        headers={"Retry-After": _RETRY_AFTER_UNAVAILABLE},
     )
+
+
+def _redis_reply_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, RedisReplyError)
+    if exc.code in _REDIS_UNAVAILABLE_CODES:
+        return _redis_unavailable(request, exc)
+    return _unexpected(request, exc)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -166,6 +190,7 @@ def exception_handlers() -> ExceptionHandlersMap:
     return {
         ApiError: _api_error,
         RedisUnavailable: _redis_unavailable,
+        RedisReplyError: _redis_reply_error,
         ValidationException: _validation_error,
         HTTPException: _http_error,
         Exception: _unexpected,
