@@ -14,7 +14,7 @@ $(STAMP): requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	@touch $(STAMP)
 
-## run: start Redis (embedded unless REDIS_URL is set), the API and one worker; Ctrl-C stops all.
+## run: start Redis (embedded unless REDIS_URL is set), the API and one worker, restart any that crashes; Ctrl-C stops all.
 run: $(STAMP)
 	$(BIN)/python -m ops.run_local
 

@@ -16,7 +16,6 @@ import redis.asyncio
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api.auth.passwords import PasswordHashing
 from api.auth.principals import Authenticator, RevocationCache
@@ -24,8 +23,10 @@ from api.auth.service import AuthService
 from api.auth.store import AccountStore
 from api.auth.tokens import TokenSigner
 from api.deps import Resources
+from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
+from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
@@ -72,7 +73,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             idempotency_ttl=settings.jobs.idempotency_ttl,
             check_after=settings.worker.lease,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, store)
+        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store)
         checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
         app.state.resources = Resources(
             settings=settings,
@@ -110,7 +111,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="Trip details in, a prioritized, categorized preparation checklist out.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+            components=COMPONENTS,
+            render_plugins=[OfflineSwaggerUI(path="/swagger")],
         )
     cors = None
     if settings.api.allowed_origins:

@@ -2,6 +2,10 @@
 
 Our own `ApiError`s carry their status and code; Litestar's exceptions (routing, parameters,
 body size) are translated; anything else is a logged 500 that reveals nothing.
+
+The OpenAPI document reads the same table: `problem_responses(*errors)` gives a route the
+problem answers the handlers below produce for those errors (status, `code`s, headers), and
+tests/unit/test_openapi_document.py raises each error through these handlers and compares.
 """
 
 from __future__ import annotations
@@ -12,12 +16,21 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from shared.errors import ApiError, AuthenticationFailed, RateLimited
-from shared.redis_mux import RedisUnavailable
+from shared.errors import ApiError, AuthenticationFailed, DependencyUnavailable, RateLimited
+from shared.redis_mux import RedisReplyError, RedisUnavailable
 
-__all__ = ["PROBLEM_JSON", "exception_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_HEADERS",
+    "PROBLEM_JSON",
+    "Problem",
+    "exception_handlers",
+    "problem_codes",
+    "problem_response",
+    "problem_responses",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +50,25 @@ _HTTP_CODES = {
     503: "service_unavailable",
 }
 
+#: Seconds a client is asked to wait when a dependency is unavailable.
+_RETRY_AFTER_UNAVAILABLE = "5"
+
+#: Error replies of a Redis that is up but cannot serve us for now. They are 503s; any other error
+#: reply (WRONGTYPE, a script's own error) is a bug of ours, hence a 500.
+_REDIS_UNAVAILABLE_CODES = frozenset(
+    {
+        # full (maxmemory + noeviction), a replica, loading its data, a stale replica, too few
+        # replicas, unable to persist, busy with a long script:
+        *("OOM", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "MISCONF", "BUSY"),
+        # a Cluster serving these keys elsewhere or failing over (not a supported set-up, no bug):
+        *("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"),
+    }
+)
+
 
 class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem: `code` is the stable, machine-readable reason; `field` names bad input."""
+
     type: str
     title: str
     status: int
@@ -80,6 +110,8 @@ def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[byte
         headers = {**exc.headers, "Retry-After": str(exc.retry_after)}
     elif isinstance(exc, AuthenticationFailed):
         headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'}
+    elif isinstance(exc, DependencyUnavailable):
+        headers = {"Retry-After": _RETRY_AFTER_UNAVAILABLE}
     return problem_response(
         request,
         status=exc.status,
@@ -131,9 +163,16 @@ def _redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
         status=503,
         code="dependency_unavailable",
         title="A dependency is unavailable",
-        detail="The service cannot reach its data store; try again shortly.",
-        headers={"Retry-After": "5"},
+        detail="The service's data store is unavailable; try again shortly.",
+        headers={"Retry-After": _RETRY_AFTER_UNAVAILABLE},
     )
+
+
+def _redis_reply_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, RedisReplyError)
+    if exc.code in _REDIS_UNAVAILABLE_CODES:
+        return _redis_unavailable(request, exc)
+    return _unexpected(request, exc)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -151,7 +190,58 @@ def exception_handlers() -> ExceptionHandlersMap:
     return {
         ApiError: _api_error,
         RedisUnavailable: _redis_unavailable,
+        RedisReplyError: _redis_reply_error,
         ValidationException: _validation_error,
         HTTPException: _http_error,
         Exception: _unexpected,
+    }
+
+
+# The same table, for the OpenAPI document.
+
+#: What the handlers above answer for the errors that are not `ApiError`s (those carry their own).
+_OTHER_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    ValidationException: (400, "invalid_parameter"),
+    RedisUnavailable: (503, "dependency_unavailable"),
+}
+
+#: The headers a problem of each status carries, as the handlers above set them.
+PROBLEM_HEADERS: dict[int, tuple[str, ...]] = {
+    401: ("WWW-Authenticate",),
+    429: ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"),
+    503: ("Retry-After",),
+}
+
+
+def problem_codes(error: type[Exception]) -> tuple[int, list[str]]:
+    """The status and the `code`s of the problem the handlers above make of `error`.
+
+    An `AuthenticationFailed` or `RateLimited` names its specific reason as the `code`
+    (`token_expired`, `login_locked`, ...); "..." stands for those.
+    """
+    if issubclass(error, ApiError):
+        reasons = ["..."] if issubclass(error, AuthenticationFailed | RateLimited) else []
+        return error.status, [error.code, *reasons]
+    for kind, (status, code) in _OTHER_ERRORS.items():
+        if issubclass(error, kind):
+            return status, [code]
+    if issubclass(error, HTTPException):
+        return error.status_code, [_HTTP_CODES.get(error.status_code, f"http_{error.status_code}")]
+    raise TypeError(f"{error.__name__} is answered as a 500 internal_error; document what raises it instead")
+
+
+def problem_responses(*errors: type[Exception]) -> dict[int, ResponseSpec]:
+    """`responses=` for a route that can fail with `errors`: one problem+json answer per status."""
+    codes: dict[int, set[str]] = {}
+    for error in errors:
+        status, found = problem_codes(error)
+        codes.setdefault(status, set()).update(found)
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=f"Problem (`code`: {', '.join([*sorted(found - {'...'}), *sorted(found & {'...'})])})",
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status, found in sorted(codes.items())
     }

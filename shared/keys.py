@@ -21,7 +21,7 @@ __all__ = [
     "owner_index",
     "refresh_family",
     "refresh_token",
-    "revoked_token",
+    "revoked_family",
     "revoked_user",
     "user",
     "user_api_keys",
@@ -67,8 +67,8 @@ def idempotency(owner: str, key: str) -> str:
     return f"{PREFIX}:idem:{owner}:{key}"
 
 
-#: Pub/sub channel announcing revoked access tokens, deleted users and revoked API keys, so every
-#: API process drops them from its local caches at once.
+#: Pub/sub channel announcing ended logins (refresh-token families), deleted users and revoked API
+#: keys, so every API process drops them from its local caches at once.
 REVOCATIONS_CHANNEL = f"{PREFIX}:revocations"
 
 
@@ -107,9 +107,10 @@ def user_api_keys(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}:apikeys"
 
 
-def revoked_token(token_id: str) -> str:
-    """String present until the access token `token_id` would have expired."""
-    return f"{PREFIX}:revoked:jti:{token_id}"
+def revoked_family(family: str) -> str:
+    """String present for one access-token lifetime after a login (refresh family) was ended: every
+    access token whose `fam` claim names it is refused until then, when the last of them expires."""
+    return f"{PREFIX}:revoked:family:{family}"
 
 
 def revoked_user(user_id: str) -> str:

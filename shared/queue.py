@@ -19,6 +19,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared import broker, keys
+from shared.redis_url import RedisEndpoint
 from shared.settings import Settings
 
 __all__ = ["TaskEnvelopes", "TaskMessage", "create_celery"]
@@ -27,7 +28,11 @@ __all__ = ["TaskEnvelopes", "TaskMessage", "create_celery"]
 def create_celery(settings: Settings) -> Celery:
     """A Celery app configured for the checklist queue; connects lazily, on first use."""
     broker.install()  # kombu's Redis transport without the restores that crash workers
-    app = Celery("trip_checklist", broker=settings.redis_url, set_as_current=False)
+    # kombu reads REDIS_URL differently from redis-py (see shared.redis_url): it gets the URL
+    # without options, and the TLS options and timeouts the way it hands them to redis-py as is.
+    redis = RedisEndpoint.parse(settings.redis_url)
+    timeouts = {"socket_timeout": redis.socket_timeout, "socket_connect_timeout": redis.socket_connect_timeout}
+    app = Celery("trip_checklist", broker=redis.without_options(), set_as_current=False)
     app.conf.update(
         # The anonymous exchange routes by queue name alone, so neither the API's pushes nor a
         # task's retries depend on exchange bindings stored in Redis.
@@ -45,6 +50,7 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        broker_transport_options={name: value for name, value in timeouts.items() if value is not None},
         # Redis may be away for any length of time: keep reconnecting, never give up and exit.
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -54,6 +60,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         enable_utc=True,
     )
+    if redis.tls:
+        # Always a non-empty dict: given none, kombu would skip checking the server's certificate
+        # (ssl_cert_reqs=none), where redis-py, and so the link, require a valid one by default.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": "required", **redis.tls_options}
     return app
 
 

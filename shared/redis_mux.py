@@ -10,9 +10,20 @@ callers in order, which Redis guarantees on a single connection.
 Scope, on purpose: request/response commands and scripts. Pub/sub and blocking commands
 (BRPOP, ...) would stall the shared connection, so they stay on redis-py (`api.events`).
 
-Failure behaviour: a dropped connection fails every pending command with `RedisUnavailable`; the
-next command reconnects. A command Redis does not answer within `command_timeout` fails, and the
-connection is closed, since replies after a lost one can no longer be matched.
+Connection settings come from `REDIS_URL`, read as redis-py reads it (`shared.redis_url`): TLS
+options, credentials, database, `socket_timeout` (the command timeout here) and
+`socket_connect_timeout`.
+
+Failure behaviour:
+- a dropped connection fails every pending command with `RedisUnavailable`; the next command
+  reconnects;
+- a command Redis does not answer within the command timeout fails with `RedisTimeout`, and the
+  connection is reset: replies carry no id, only their order, so once one is lost the replies
+  behind it can no longer be matched to their commands; the younger commands fail as unavailable;
+- flow control: while the transport's write buffer is above its high-water mark (a Redis that
+  reads slowly, or not at all), new commands wait instead of growing the buffer;
+- a batch of scripts (`run_scripts`) reads every reply even when one fails, then raises the first
+  error.
 """
 
 from __future__ import annotations
@@ -22,13 +33,14 @@ import collections
 import hashlib
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 import hiredis
 
-__all__ = ["MultiplexedRedis", "RedisReplyError", "RedisUnavailable", "Script"]
+from shared.redis_url import RedisEndpoint
+
+__all__ = ["MultiplexedRedis", "RedisReplyError", "RedisTimeout", "RedisUnavailable", "Script"]
 
 
 def _pack(args: tuple[str | bytes | int | float, ...]) -> bytes:
@@ -41,33 +53,26 @@ class RedisUnavailable(ConnectionError):
     """Redis could not be reached, dropped the connection, or did not answer in time."""
 
 
+class RedisTimeout(RedisUnavailable):
+    """Redis did not answer this command within the command timeout."""
+
+
 class RedisReplyError(Exception):
     """Redis answered a command with an error."""
 
+    @property
+    def code(self) -> str:
+        """The error's code: `OOM`, `READONLY`, `LOADING`, `MOVED`, `WRONGTYPE`, `ERR`, ...
 
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> _Endpoint:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
-        path = parsed.path.lstrip("/")
-        return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 6379,
-            db=int(path) if path else 0,
-            username=unquote(parsed.username) if parsed.username else None,
-            password=unquote(parsed.password) if parsed.password else None,
-            tls=parsed.scheme == "rediss",
-        )
+        Redis 7 keeps the code of a command that failed inside a script; Redis 6 wraps it, as in
+        `ERR Error running script (call to f_...): @user_script:1: ... -OOM command not allowed`.
+        """
+        message = str(self)
+        if message.startswith("ERR Error running script"):
+            _, found, inner = message.rpartition(": -")
+            if found:
+                return inner.split(" ", 1)[0]
+        return message.split(" ", 1)[0]
 
 
 class Script:
@@ -79,13 +84,16 @@ class Script:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, on_lost: Any) -> None:
+    def __init__(self, on_lost: Callable[[_Protocol], None]) -> None:
         self.reader = hiredis.Reader()
         self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.flush_scheduled = False
         self.on_lost = on_lost
+        # True while the transport's write buffer is above its high-water mark (flow control).
+        self.paused = False
+        self._writable: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -105,17 +113,39 @@ class _Protocol(asyncio.Protocol):
         except hiredis.ProtocolError as exc:
             self.fail(RedisUnavailable(f"Redis protocol error: {exc}"))
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def writable(self) -> None:
+        """Wait until the transport takes data again (what `StreamWriter.drain` does)."""
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+        # Shielded: one waiter giving up (cancelled) must not cancel the wait of the others.
+        await asyncio.shield(self._writable)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisUnavailable(f"connection to Redis lost: {exc or 'closed'}"))
 
-    def fail(self, error: Exception) -> None:
+    def fail(self, error: Exception, *, timed_out: RedisTimeout | None = None, sent_before: float = 0.0) -> None:
+        """Abort the connection and fail every command waiting on it with `error` (those sent
+        before `sent_before` with `timed_out`, if given), writers waiting for room included."""
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
         while self.pending:
-            future, _ = self.pending.popleft()
+            future, sent_at = self.pending.popleft()
             if not future.done():
-                future.set_exception(error)
+                future.set_exception(timed_out if timed_out is not None and sent_at <= sent_before else error)
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_exception(error)
+            writable.exception()  # marked as retrieved: the waiters may all have gone already
         self.on_lost(self)
 
     def send(self, command: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
@@ -137,10 +167,14 @@ class _Protocol(asyncio.Protocol):
 
 
 class MultiplexedRedis:
-    def __init__(self, url: str, *, connect_timeout: float = 2.0, command_timeout: float = 5.0) -> None:
-        self.endpoint = _Endpoint.from_url(url)
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
+    """The API's Redis connection: `execute()` and scripts, shared by every request of a process."""
+
+    def __init__(self, url: str, *, connect_timeout: float | None = None, command_timeout: float | None = None) -> None:
+        self.endpoint = RedisEndpoint.parse(url)
+        # By default the URL's socket_connect_timeout and socket_timeout, as for redis-py.
+        self.connect_timeout = self.endpoint.connect_timeout if connect_timeout is None else connect_timeout
+        self.command_timeout = self.endpoint.command_timeout if command_timeout is None else command_timeout
+        self._ssl: ssl.SSLContext | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -153,13 +187,16 @@ class MultiplexedRedis:
                 return self._protocol
             loop = asyncio.get_running_loop()
             endpoint = self.endpoint
-            context = ssl.create_default_context() if endpoint.tls else None
             try:
+                if endpoint.tls and self._ssl is None:
+                    self._ssl = endpoint.ssl_context()  # reads the CA and key files once
                 _, protocol = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Protocol(self._forget), endpoint.host, endpoint.port, ssl=context),
+                    loop.create_connection(
+                        lambda: _Protocol(self._forget), endpoint.host, endpoint.port, ssl=self._ssl
+                    ),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 raise RedisUnavailable(f"cannot connect to Redis at {endpoint.host}:{endpoint.port}: {exc}") from exc
             handshake = []
             if endpoint.password is not None:
@@ -169,7 +206,7 @@ class MultiplexedRedis:
                 handshake.append(protocol.send(_pack(("SELECT", endpoint.db)), loop))
             try:
                 await asyncio.wait_for(asyncio.gather(*handshake), self.command_timeout)
-            except (RedisReplyError, TimeoutError) as exc:
+            except (RedisReplyError, RedisUnavailable, TimeoutError) as exc:
                 protocol.fail(RedisUnavailable(f"Redis refused the connection set-up: {exc}"))
                 raise RedisUnavailable(f"Redis refused the connection set-up: {exc}") from exc
             self._protocol = protocol
@@ -182,18 +219,34 @@ class MultiplexedRedis:
             self._protocol = None
 
     async def _watch(self) -> None:
-        """Fail commands that Redis has not answered within the command timeout."""
+        """Fail the commands Redis has not answered within the command timeout, as they expire."""
+        timeout = self.command_timeout
         while True:
-            await asyncio.sleep(min(1.0, self.command_timeout / 2))
             protocol = self._protocol
+            wait = timeout
             if protocol is not None and protocol.pending:
-                _, sent_at = protocol.pending[0]
-                if time.monotonic() - sent_at > self.command_timeout:
-                    protocol.fail(RedisUnavailable(f"Redis did not answer within {self.command_timeout:g}s"))
+                now = time.monotonic()
+                wait = protocol.pending[0][1] + timeout - now
+                if wait <= 0:
+                    # Replies carry no id, only their order: once one is lost, the replies behind
+                    # it cannot be matched to their commands any more. So the connection is reset;
+                    # the younger commands fail as unavailable, the expired ones as timed out.
+                    protocol.fail(
+                        RedisUnavailable(
+                            "connection to Redis reset after an earlier command timed out (on a pipelined"
+                            " connection the replies after a lost one can no longer be matched)"
+                        ),
+                        timed_out=RedisTimeout(f"Redis did not answer within {timeout:g}s"),
+                        sent_before=now - timeout,
+                    )
+                    continue
+            await asyncio.sleep(wait)
 
     async def execute(self, *args: str | bytes | int | float) -> Any:
         """Run one command; returns hiredis' reply (bytes, int, list, None)."""
         protocol = self._protocol or await self._connect()
+        if protocol.paused:  # Redis is not keeping up: wait, rather than grow the write buffer
+            await protocol.writable()
         return await protocol.send(_pack(args), asyncio.get_running_loop())
 
     async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any:
@@ -208,21 +261,41 @@ class MultiplexedRedis:
     async def run_scripts(self, calls: list[tuple[Script, list[str], list[str | bytes | int | float]]]) -> list[Any]:
         """Run several scripts in one write and one round trip, without a task per call.
 
-        Replies come back in order; a script Redis does not know yet is loaded and run again.
+        Replies come back in order; a script Redis does not know yet is loaded and run again. When
+        one fails, every other reply of the batch is still read before the first error is raised.
         """
         protocol = self._protocol or await self._connect()
+        if protocol.paused:
+            await protocol.writable()
         loop = asyncio.get_running_loop()
         futures = [
             protocol.send(_pack(("EVALSHA", script.sha, len(keys), *keys, *args)), loop) for script, keys, args in calls
         ]
         results: list[Any] = []
-        for (script, keys, args), future in zip(calls, futures, strict=True):
-            try:
-                results.append(await future)
-            except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                results.append(await self.run_script(script, keys, args))
+        error: Exception | None = None
+        try:
+            for (script, keys, args), future in zip(calls, futures, strict=True):
+                try:
+                    results.append(await future)
+                except RedisReplyError as exc:
+                    if error is None and str(exc).startswith("NOSCRIPT"):
+                        try:
+                            results.append(await self.run_script(script, keys, args))
+                        except (RedisReplyError, RedisUnavailable) as again:
+                            error = again
+                    elif error is None:
+                        error = exc
+                except RedisUnavailable as exc:
+                    error = error or exc
+        except BaseException:
+            # Cancelled: the replies still to come are read and dropped by the protocol, and a
+            # failure that has already arrived is marked as seen.
+            for future in futures:
+                if not future.cancel() and not future.cancelled():
+                    future.exception()
+            raise
+        if error is not None:
+            raise error
         return results
 
     async def close(self) -> None:

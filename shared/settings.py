@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 from dotenv import dotenv_values
 
 from shared.errors import SettingsError
+from shared.redis_url import InvalidRedisUrl, RedisEndpoint
 
 __all__ = [
     "ApiSettings",
@@ -80,7 +81,8 @@ class ApiSettings:
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str | None = None
-    """Redis URL for jobs, the Celery broker and limits; unset means `make run` embeds one."""
+    """Redis URL for jobs, the Celery broker and limits; unset means `make run` embeds one.
+    redis:// or rediss://, read by redis-py's rules for every client (`shared.redis_url`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +346,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         app=app,
         api=api,
-        redis=RedisSettings(url=read.optional("REDIS_URL")),
+        redis=RedisSettings(url=_redis_url(read)),
         groq=groq,
         worker=worker,
         jobs=jobs,
@@ -365,6 +367,17 @@ def _networks(read: _Reader, name: str) -> tuple[str, ...]:
         except ValueError:
             read.problems.append(f"{name} entry {network!r} is not an IP network (CIDR)")
     return networks
+
+
+def _redis_url(read: _Reader) -> str | None:
+    """REDIS_URL, if every client of the service would read it the same way (`shared.redis_url`)."""
+    url = read.optional("REDIS_URL")
+    if url is not None:
+        try:
+            RedisEndpoint.parse(url)
+        except InvalidRedisUrl as exc:
+            read.problems.extend(exc.problems)
+    return url
 
 
 def _cross_checks(settings: Settings) -> list[str]:

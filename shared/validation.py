@@ -30,6 +30,14 @@ def decode_body(body: bytes, kind: type[T]) -> T:
     """Decode JSON `body` into `kind`, mapping msgspec errors to 4xx errors that name the field."""
     if not body.strip():
         raise MalformedBody("the request body is empty; send a JSON object")
+    # JSON is UTF-8 (RFC 8259). Checked first and on the whole body: msgspec raises a bare
+    # UnicodeDecodeError only for the strings it decodes, and may report a wrong type (a 422) before
+    # it reaches a bad byte. `isascii` spares the usual all-ASCII body a copy.
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError as exc:
+            raise MalformedBody(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:

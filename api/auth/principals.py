@@ -1,7 +1,7 @@
 """Who a request acts for: resolving credentials to a `Principal`, without Redis on the hot path.
 
-- A JWT is verified locally (`tokens.TokenSigner`); revoked token ids and deleted users are kept
-  in a local set, loaded at start-up and kept current by revocation events (pub/sub).
+- A JWT is verified locally (`tokens.TokenSigner`); ended logins (the `fam` claim) and deleted
+  users are kept in a local set, loaded at start-up and kept current by revocation events (pub/sub).
 - An API key (`tck_…`, as `Authorization: Bearer` or `X-API-Key`) is looked up in Redis once and
   cached for `API_KEY_CACHE_TTL` seconds; a revocation event evicts it from every process at once.
 """
@@ -30,13 +30,13 @@ _CACHE_SIZE = 10_000
 class Principal:
     user_id: str
     kind: Literal["user", "api_key"]
-    token_id: str | None = None
-    token_expires_at: int | None = None
+    #: The login (refresh-token family) an access token belongs to; None for an API key.
+    family: str | None = None
     api_key_id: str | None = None
 
 
 class RevocationCache:
-    """Revoked access-token ids and deleted users, as this process knows them."""
+    """Ended logins (refresh-token families) and deleted users, as this process knows them."""
 
     def __init__(self, clock: Callable[[], float], token_lifetime: int) -> None:
         self.clock = clock
@@ -66,7 +66,7 @@ class RevocationCache:
         for key in [key for key, until in self._until.items() if until <= now]:
             del self._until[key]
 
-    def is_revoked(self, kind: Literal["token", "user"], ident: str) -> bool:
+    def is_revoked(self, kind: Literal["family", "user"], ident: str) -> bool:
         until = self._until.get((kind, ident))
         return until is not None and until > self.clock()
 
@@ -118,13 +118,11 @@ class Authenticator:
 
     def _from_token(self, token: str) -> Principal:
         claims = self.signer.verify(token)
-        if self.revocations.is_revoked("token", claims.token_id):
-            raise AuthenticationFailed("the token was revoked", "token_revoked")
+        if self.revocations.is_revoked("family", claims.family):
+            raise AuthenticationFailed("the token's login has ended (logout or refresh-token reuse)", "token_revoked")
         if self.revocations.is_revoked("user", claims.subject):
             raise AuthenticationFailed("the account no longer exists", "token_revoked")
-        return Principal(
-            user_id=claims.subject, kind="user", token_id=claims.token_id, token_expires_at=claims.expires_at
-        )
+        return Principal(user_id=claims.subject, kind="user", family=claims.family)
 
     async def _from_api_key(self, key: str) -> Principal:
         digest = secret_hash(key)

@@ -1,7 +1,7 @@
 """Accounts and credentials: register, log in, refresh, log out, API keys, delete the account.
 
-Works outside a request (tests and scripts build it directly). Password hashing runs in a worker
-thread, never on the event loop. Every failed authentication is logged as one structured line
+Works outside a request (tests and scripts build it directly). The password policy and hashing run
+in a worker thread, never on the event loop. Every failed authentication is logged as one structured line
 (reason, client address, account when known; never a secret) and counted for metrics.
 """
 
@@ -21,8 +21,8 @@ import msgspec
 from prometheus_client import Counter
 
 from api.auth.passwords import PasswordHashing, check_policy
-from api.auth.principals import API_KEY_PREFIX, Principal
-from api.auth.store import AccountStore, ApiKeyRecord
+from api.auth.principals import API_KEY_PREFIX, Principal, RevocationCache
+from api.auth.store import AccountStore, ApiKeyRecord, Revocation
 from api.auth.tokens import TokenSigner
 from api.limits import Quota, RateLimiter, quota
 from shared.errors import AuthenticationFailed, DependencyUnavailable, EmailTaken, InvalidRequest, NotFound, RateLimited
@@ -83,6 +83,8 @@ class AuthService:
     limiter: RateLimiter
     settings: Settings
     clock: Callable[[], float]
+    #: This process's revocations: an ended login is refused here at once, before its event comes back.
+    revocations: RevocationCache
     jobs: JobStore
 
     def _now(self) -> str:
@@ -90,12 +92,16 @@ class AuthService:
 
     async def register(self, email: str, password: str) -> User:
         email = normalise_email(email)
-        check_policy(password, email)
-        password_hash = await asyncio.to_thread(self.hashing.hash, password)
+        password_hash = await asyncio.to_thread(self._checked_hash, password, email)
         user = User(id=uuid.uuid4().hex, email=email, created_at=self._now())
         if not await self.store.register(user.id, email, password_hash, user.created_at):
             raise EmailTaken("an account with this email exists already")
         return user
+
+    def _checked_hash(self, password: str, email: str) -> str:
+        # Both steps are CPU-bound (zxcvbn, Argon2): one hop to a worker thread for the two.
+        check_policy(password, email)
+        return self.hashing.hash(password)
 
     def _lock_quota(self, email: str, client: str) -> Quota:
         # Keyed by account *and* client address: ten wrong passwords lock that address out of that
@@ -131,7 +137,7 @@ class AuthService:
         return await self._issue(user_id, family=uuid.uuid4().hex)
 
     async def _issue(self, user_id: str, family: str) -> TokenPair:
-        access, _ = self.signer.issue(user_id)
+        access, _ = self.signer.issue(user_id, family)
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         await self.store.issue_refresh(user_id, family, refresh, self.settings.auth.refresh_token_ttl)
         return self._pair(access, refresh)
@@ -146,23 +152,28 @@ class AuthService:
 
     async def refresh(self, presented: str, client: str) -> TokenPair:
         replacement = REFRESH_PREFIX + secrets.token_urlsafe(32)
-        outcome = await self.store.rotate_refresh(presented, replacement, self.settings.auth.refresh_token_ttl)
-        if outcome.kind == "reused":
+        auth = self.settings.auth
+        outcome = await self.store.rotate_refresh(presented, replacement, auth.refresh_token_ttl, auth.access_token_ttl)
+        if outcome.kind == "reused" and outcome.family is not None:
+            self._ended([outcome.family])
             log_auth_failure("refresh_token_reused", client, outcome.user_id)
             raise AuthenticationFailed(
                 "this refresh token was used already; every token of its login is now revoked", "refresh_token_reused"
             )
-        if outcome.kind != "rotated" or outcome.user_id is None:
+        if outcome.kind != "rotated" or outcome.user_id is None or outcome.family is None:
             log_auth_failure("invalid_refresh_token", client)
             raise AuthenticationFailed("the refresh token is not valid", "invalid_refresh_token")
-        access, _ = self.signer.issue(outcome.user_id)
+        access, _ = self.signer.issue(outcome.user_id, outcome.family)
         return self._pair(access, replacement)
 
     async def logout(self, principal: Principal, refresh_token: str | None) -> None:
-        if refresh_token:
-            await self.store.revoke_refresh_family(refresh_token)
-        if principal.token_id is not None and principal.token_expires_at is not None:
-            await self.store.revoke_access_token(principal.token_id, principal.token_expires_at - int(self.clock()))
+        """End the login of the presented refresh token and the login of the calling access token."""
+        ended = await self.store.end_logins(refresh_token, principal.family, self.settings.auth.access_token_ttl)
+        self._ended(ended)
+
+    def _ended(self, families: list[str]) -> None:
+        for family in families:
+            self.revocations.add(Revocation(kind="family", id=family))
 
     async def me(self, principal: Principal) -> User:
         profile = await self.store.profile(principal.user_id)

@@ -44,38 +44,64 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 1
 """)
 
-_ROTATE_REFRESH = Script("""
--- KEYS: presented token key, new token key.  ARGV: new token hash, ttl, key prefix
--- A token used twice means it was copied: the whole family (every token of that login) goes.
-local token = redis.call('HMGET', KEYS[1], 'user', 'family', 'used')
-if not token[1] then return {'invalid'} end
-local family_key = ARGV[3] .. 'family:' .. token[2]
-if token[3] == '1' then
+# Ending a login (a refresh-token family), shared by reuse detection and logout: its refresh tokens
+# go, and its access tokens are refused on every API process (the event) and on any that starts
+# later (the marker key, kept as long as such a token can live). ARGV[1..5] of both scripts below:
+# refresh-token key prefix, family key prefix, revoked-family key prefix, revocations channel,
+# access-token lifetime.
+_END_LOGIN = """
+local function end_login(family)
+  local family_key = ARGV[2] .. family
   for _, member in ipairs(redis.call('SMEMBERS', family_key)) do
-    redis.call('DEL', ARGV[3] .. 'refresh:' .. member)
+    redis.call('DEL', ARGV[1] .. member)
   end
   redis.call('DEL', family_key)
-  return {'reused', token[1]}
+  redis.call('SET', ARGV[3] .. family, '1', 'EX', ARGV[5])
+  redis.call('PUBLISH', ARGV[4], cjson.encode({kind = 'family', id = family}))
 end
+"""
+
+_ROTATE_REFRESH = Script(
+    _END_LOGIN
+    + """
+-- KEYS: presented token key, new token key.  ARGV: the five above, new token hash, refresh ttl
+-- A token used twice means it was copied: the whole login goes, access tokens included.
+local token = redis.call('HMGET', KEYS[1], 'user', 'family', 'used')
+if not token[1] then return {'invalid'} end
+if token[3] == '1' then
+  end_login(token[2])
+  return {'reused', token[1], token[2]}
+end
+local family_key = ARGV[2] .. token[2]
 redis.call('HSET', KEYS[1], 'used', '1')
 redis.call('HSET', KEYS[2], 'user', token[1], 'family', token[2], 'used', '0')
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', family_key, ARGV[1])
-redis.call('EXPIRE', family_key, ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('SADD', family_key, ARGV[6])
+redis.call('EXPIRE', family_key, ARGV[7])
 return {'rotated', token[1], token[2]}
-""")
+"""
+)
 
-_REVOKE_FAMILY = Script("""
--- KEYS: presented token key.  ARGV: key prefix.  Returns the user, or false.
-local token = redis.call('HMGET', KEYS[1], 'user', 'family')
-if not token[1] then return false end
-local family_key = ARGV[1] .. 'family:' .. token[2]
-for _, member in ipairs(redis.call('SMEMBERS', family_key)) do
-  redis.call('DEL', ARGV[1] .. 'refresh:' .. member)
+_END_LOGINS = Script(
+    _END_LOGIN
+    + """
+-- KEYS: the presented refresh token's key, if one was presented.
+-- ARGV: the five above, the calling access token's family ('' for none).  Returns the families ended.
+local ended = {}
+if KEYS[1] then
+  local family = redis.call('HGET', KEYS[1], 'family')
+  if family then
+    end_login(family)
+    table.insert(ended, family)
+  end
 end
-redis.call('DEL', family_key, KEYS[1])
-return token[1]
-""")
+if ARGV[6] ~= '' and ARGV[6] ~= ended[1] then
+  end_login(ARGV[6])
+  table.insert(ended, ARGV[6])
+end
+return ended
+"""
+)
 
 _REVOKE_API_KEY = Script("""
 -- KEYS: user's api keys hash.  ARGV: key id, key prefix, revocations channel
@@ -131,15 +157,25 @@ return 1
 """)
 
 
+def _end_login_args(access_token_ttl: int) -> list[str | bytes | int | float]:
+    return [
+        keys.refresh_token(""),
+        keys.refresh_family(""),
+        keys.revoked_family(""),
+        keys.REVOCATIONS_CHANNEL,
+        access_token_ttl,
+    ]
+
+
 def secret_hash(secret: str) -> str:
     """How refresh tokens and API keys are stored and looked up."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class Revocation(msgspec.Struct, frozen=True):
-    """Published on `keys.REVOCATIONS_CHANNEL`: a token id, a user or an API key hash."""
+    """Published on `keys.REVOCATIONS_CHANNEL`: an ended login (family), a user or an API key hash."""
 
-    kind: Literal["token", "user", "api_key"]
+    kind: Literal["family", "user", "api_key"]
     id: str
 
 
@@ -195,33 +231,26 @@ class AccountStore:
             [user_id, family, digest, ttl],
         )
 
-    async def rotate_refresh(self, presented: str, replacement: str, ttl: int) -> RotateOutcome:
+    async def rotate_refresh(self, presented: str, replacement: str, ttl: int, access_token_ttl: int) -> RotateOutcome:
+        """Use up `presented` for `replacement`; a used one presented again ends its login."""
         new_digest = secret_hash(replacement)
         reply = await self.link.run_script(
             _ROTATE_REFRESH,
             [keys.refresh_token(secret_hash(presented)), keys.refresh_token(new_digest)],
-            [new_digest, ttl, f"{keys.PREFIX}:"],
+            [*_end_login_args(access_token_ttl), new_digest, ttl],
         )
         kind = _text(reply[0])
         if kind == "rotated":
             return RotateOutcome("rotated", _text(reply[1]), _text(reply[2]))
         if kind == "reused":
-            return RotateOutcome("reused", _text(reply[1]))
+            return RotateOutcome("reused", _text(reply[1]), _text(reply[2]))
         return RotateOutcome("invalid")
 
-    async def revoke_refresh_family(self, presented: str) -> str | None:
-        user = await self.link.run_script(
-            _REVOKE_FAMILY, [keys.refresh_token(secret_hash(presented))], [f"{keys.PREFIX}:"]
-        )
-        return _text(user) if user else None
-
-    async def revoke_access_token(self, token_id: str, seconds_left: int) -> None:
-        payload = msgspec.json.encode(Revocation(kind="token", id=token_id))
-        # Gathered, so both go out in one write on the multiplexed link: one round trip.
-        await asyncio.gather(
-            self.link.execute("SET", keys.revoked_token(token_id), "1", "EX", max(1, seconds_left)),
-            self.link.execute("PUBLISH", keys.REVOCATIONS_CHANNEL, payload),
-        )
+    async def end_logins(self, refresh_token: str | None, family: str | None, access_token_ttl: int) -> list[str]:
+        """End the login `refresh_token` belongs to and the login `family`; the families ended."""
+        token_keys = [keys.refresh_token(secret_hash(refresh_token))] if refresh_token else []
+        ended = await self.link.run_script(_END_LOGINS, token_keys, [*_end_login_args(access_token_ttl), family or ""])
+        return [_text(name) for name in ended]
 
     async def revoked(self) -> list[Revocation]:
         """Every revocation still in force (read once at start-up, then kept by events)."""
@@ -231,7 +260,10 @@ class AccountStore:
             cursor, names = await self.link.execute("SCAN", cursor, "MATCH", f"{keys.PREFIX}:revoked:*", "COUNT", 500)
             for name in names:
                 _, _, kind, ident = _text(name).split(":", 3)
-                found.append(Revocation(kind="token" if kind == "jti" else "user", id=ident))
+                if kind == "family":
+                    found.append(Revocation(kind="family", id=ident))
+                elif kind == "user":
+                    found.append(Revocation(kind="user", id=ident))
             if _text(cursor) == "0":
                 return found
 

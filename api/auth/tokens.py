@@ -1,6 +1,8 @@
 """Access tokens: JWTs signed with HS256 by SECRET_KEY, verified without any I/O.
 
-Claims: `sub`, `iat`, `nbf`, `exp`, `jti`, `iss`, `aud`; the header carries `kid`. Verification
+Claims: `sub`, `iat`, `nbf`, `exp`, `jti`, `fam`, `iss`, `aud`; the header carries `kid`. `fam` is the
+login the token belongs to (its refresh-token family): ending the login (logout, refresh-token reuse)
+revokes every access token that names it. Verification
 pins the algorithm list, requires every claim, and maps each way a token can be wrong to its own
 error code. During a key rotation the previous key (SECRET_KEY_PREVIOUS) still verifies tokens it
 signed, recognised by their `kid`.
@@ -20,7 +22,7 @@ from shared.errors import AuthenticationFailed
 __all__ = ["ALGORITHM", "AccessClaims", "TokenSigner", "key_id"]
 
 ALGORITHM = "HS256"
-_REQUIRED = ["sub", "iat", "nbf", "exp", "jti", "iss", "aud"]
+_REQUIRED = ["sub", "iat", "nbf", "exp", "jti", "fam", "iss", "aud"]
 #: Verified tokens remembered per process (a dict keeps insertion order: oldest evicted first).
 _VERIFIED_CACHE = 10_000
 
@@ -35,6 +37,7 @@ class AccessClaims:
     subject: str
     token_id: str
     expires_at: int
+    family: str
 
 
 class TokenSigner:
@@ -58,15 +61,16 @@ class TokenSigner:
         if previous_secret:
             self.keys[key_id(previous_secret)] = previous_secret
 
-    def issue(self, subject: str) -> tuple[str, AccessClaims]:
+    def issue(self, subject: str, family: str) -> tuple[str, AccessClaims]:
         now = int(self.clock())
-        claims = AccessClaims(subject=subject, token_id=uuid.uuid4().hex, expires_at=now + self.ttl)
+        claims = AccessClaims(subject=subject, token_id=uuid.uuid4().hex, expires_at=now + self.ttl, family=family)
         payload = {
             "sub": subject,
             "iat": now,
             "nbf": now,
             "exp": claims.expires_at,
             "jti": claims.token_id,
+            "fam": family,
             "iss": self.issuer,
             "aud": self.audience,
         }
@@ -131,4 +135,6 @@ class TokenSigner:
             raise AuthenticationFailed("the token has expired", "token_expired")
         if now < not_before:
             raise AuthenticationFailed("the token is not valid yet", "token_not_yet_valid")
-        return AccessClaims(subject=str(payload["sub"]), token_id=str(payload["jti"]), expires_at=expires_at)
+        return AccessClaims(
+            subject=str(payload["sub"]), token_id=str(payload["jti"]), expires_at=expires_at, family=str(payload["fam"])
+        )

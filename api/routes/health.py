@@ -1,12 +1,14 @@
-"""Liveness (/health: touches nothing) and readiness (/health/ready: Redis, workers, queue)."""
+"""Liveness (/health: touches nothing), readiness (/health/ready: Redis, workers, queue), metrics."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import resources_of
@@ -19,19 +21,35 @@ __all__ = ["live", "metrics", "ready"]
 _LIVE = b'{"status":"ok"}'
 
 
+class Liveness(msgspec.Struct):
+    status: Literal["ok"]
+
+
 class Readiness(msgspec.Struct):
-    status: str
+    """`checks` names each dependency with `ok` or what went wrong; the counts are null when unknown."""
+
+    status: Literal["ready", "unavailable"]
     checks: dict[str, str]
     workers_alive: int | None
     queue_depth: int | None
 
 
-@get("/health", tags=["health"], summary="Liveness", sync_to_thread=False)
-def live() -> Response[bytes]:
+@get("/health", operation_id="live", tags=["health"], summary="Liveness", sync_to_thread=False)
+def live() -> Response[Liveness]:
     return json_response(_LIVE)
 
 
-@get("/health/ready", tags=["health"], summary="Readiness: Redis answers; workers and queue reported")
+@get(
+    "/health/ready",
+    operation_id="ready",
+    tags=["health"],
+    summary="Readiness: Redis answers; workers and queue reported",
+    responses={
+        HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+            Readiness, description="Not ready: the failing check is named", generate_examples=False
+        )
+    },
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     resources = resources_of(request)
     window = resources.settings.worker.lease  # a worker is alive for LEASE_BEATS intervals
@@ -42,11 +60,19 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     except (RedisUnavailable, RedisReplyError, OSError, TimeoutError) as exc:
         reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         body = Readiness(status="unavailable", checks={"redis": reason}, workers_alive=None, queue_depth=None)
-        return json_response(msgspec.json.encode(body), 503)  # type: ignore[return-value]
+        return json_response(msgspec.json.encode(body), HTTP_503_SERVICE_UNAVAILABLE)
     body = Readiness(status="ready", checks={"redis": "ok"}, workers_alive=int(workers), queue_depth=int(depth))
-    return json_response(msgspec.json.encode(body))  # type: ignore[return-value]
+    return json_response(msgspec.json.encode(body))
 
 
-@get("/metrics", tags=["health"], summary="Prometheus metrics of this API process", sync_to_thread=False)
-def metrics() -> Response[bytes]:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["health"],
+    summary="Prometheus metrics of this API process",
+    description="The Prometheus text exposition format.",
+    media_type=CONTENT_TYPE_LATEST,
+    sync_to_thread=False,
+)
+def metrics() -> Response[str]:
+    return Response(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)

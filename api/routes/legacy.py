@@ -10,14 +10,15 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_502_BAD_GATEWAY
 
 from api.deps import json_body, owner_of, resources_of
-from api.openapi import JsonBody
-from api.problems import problem_response
+from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, Documented
+from api.problems import PROBLEM_JSON, Problem, problem_response, problem_responses
 from api.routes.checklists import json_response
 from api.service import accepted
-from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse
+from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
 from shared.validation import decode_body, normalise_trip
 
 __all__ = ["generate_checklist", "legacy_shape"]
@@ -52,7 +53,23 @@ def legacy_shape(job: Job) -> LegacyResponse:
     tags=["legacy"],
     summary="Legacy: submit and wait for the checklist",
     description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
-    operation_class=JsonBody(LegacyRequest),
+    operation_id="generateChecklistLegacy",
+    security=AUTHENTICATED,
+    operation_class=Documented(LegacyRequest, headers={HTTP_202_ACCEPTED: ("Location",)}),
+    responses={
+        **problem_responses(*PRINCIPAL_ERRORS, *BODY_ERRORS),
+        HTTP_202_ACCEPTED: ResponseSpec(
+            SubmitAccepted,
+            description="Not done within `LEGACY_WAIT` seconds: poll `Location`",
+            generate_examples=False,
+        ),
+        HTTP_502_BAD_GATEWAY: ResponseSpec(
+            Problem,
+            description="The job failed; `code` is the job's error code",
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        ),
+    },
     opt={"quota": "submit"},
 )
 async def generate_checklist(request: Request[Any, Any, Any]) -> Response[LegacyResponse]:
@@ -62,15 +79,13 @@ async def generate_checklist(request: Request[Any, Any, Any]) -> Response[Legacy
     submitted = await resources.checklists.submit(owner, trip)
     job = await resources.checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
     if job.status == "succeeded":
-        return json_response(_encoder.encode(legacy_shape(job)))  # type: ignore[return-value]
+        return json_response(_encoder.encode(legacy_shape(job)))
     if job.status == "failed" and job.error is not None:
         return problem_response(  # type: ignore[return-value]
             request,
-            status=502,
+            status=HTTP_502_BAD_GATEWAY,
             code=job.error.code,
             title="Checklist generation failed",
             detail=f"job {job.id}: {job.error.message}",
         )
-    return json_response(  # type: ignore[return-value]
-        _encoder.encode(accepted(job)), HTTP_202_ACCEPTED, {"Location": job.links.self_}
-    )
+    return json_response(_encoder.encode(accepted(job)), HTTP_202_ACCEPTED, {"Location": job.links.self_})

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
 
@@ -53,6 +54,60 @@ async def test_register_refuses_weak_passwords_and_bad_emails(anonymous: httpx.A
     assert (weak.status_code, weak.json()["code"], weak.json()["field"]) == (422, "weak_password", "$.password")
     assert (bad_email.status_code, bad_email.json()["field"]) == (422, "$.email")
     assert extra.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("password", "feedback"),
+    [
+        ("123456789012", "This is similar to a commonly used password."),
+        ("qwertyuiopasdf", "This is similar to a commonly used password."),
+        ("abcdefghijklmnop", 'Sequences like "abc" or "6543" are easy to guess.'),
+    ],
+)
+async def test_register_refuses_easily_guessed_passwords_saying_why(
+    anonymous: httpx.AsyncClient, password: str, feedback: str
+) -> None:
+    email = f"guessable-{uuid.uuid4().hex[:8]}@example.com"
+
+    response = await anonymous.post("/api/v1/auth/register", json={"email": email, "password": password})
+    login = await anonymous.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (
+        422,
+        "weak_password",
+        "$.password",
+    )
+    assert feedback in response.json()["detail"]
+    assert login.json()["code"] == "invalid_credentials"  # no account was made
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/register", {"email": "utf8-@@@example.com", "password": TEST_PASSWORD}),
+        ("/api/v1/auth/register", {"email": "utf8@example.com", "password": TEST_PASSWORD + "@@"}),
+        ("/api/v1/auth/login", {"email": "utf8@example.com", "password": "@@" + TEST_PASSWORD}),
+        ("/api/v1/auth/refresh", {"refresh_token": "tcr_@@"}),
+        ("/api/v1/auth/logout", {"refresh_token": "tcr_@@"}),
+        ("/api/v1/auth/api-keys", {"name": "laptop @@"}),
+    ],
+)
+async def test_bodies_that_are_not_utf8_are_malformed_json_on_every_auth_endpoint(
+    idle_stack: Stack, path: str, body: dict[str, str]
+) -> None:
+    content = msgspec.json.encode(body).replace(b"@@", b"\xff")
+    async with idle_stack.client() as client:
+        account = await new_account(client)
+        response = await client.post(
+            path, content=content, headers={**account.headers, "content-type": "application/json"}
+        )
+        still_signed_in = await client.get("/api/v1/auth/me", headers=account.headers)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_json"
+    assert "UTF-8" in response.json()["detail"]
+    assert still_signed_in.status_code == 200  # a refused logout changed nothing
 
 
 async def test_login_answers_the_same_for_unknown_email_and_wrong_password(
@@ -103,19 +158,42 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(idle_stack:
     assert after_theft.json()["code"] == "invalid_refresh_token"
 
 
-async def test_logout_revokes_the_refresh_token_and_the_access_token(idle_stack: Stack) -> None:
+async def test_logout_ends_the_login_of_the_refresh_token_and_of_the_access_token(idle_stack: Stack) -> None:
     async with idle_stack.client() as client:
         account = await new_account(client)
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})).json()
+        other = await new_account(client)  # someone else's login: its tokens name it, not the caller
         out = await client.post(
-            "/api/v1/auth/logout", headers=account.headers, json={"refresh_token": account.refresh_token}
+            "/api/v1/auth/logout", headers=other.headers, json={"refresh_token": rotated["refresh_token"]}
         )
-        access = await client.get("/api/v1/auth/me", headers=account.headers)
-        refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+        access = [await client.get("/api/v1/auth/me", headers=bearer(token)) for token in
+                  (account.access_token, rotated["access_token"], other.access_token)]  # fmt: skip
+        refresh = [await client.post("/api/v1/auth/refresh", json={"refresh_token": token}) for token in
+                   (rotated["refresh_token"], other.refresh_token)]  # fmt: skip
 
     assert out.status_code == 204
-    assert access.status_code == 401
-    assert access.json()["code"] == "token_revoked"
-    assert refresh.json()["code"] == "invalid_refresh_token"
+    assert [response.json()["code"] for response in access] == ["token_revoked"] * 3
+    assert [response.json()["code"] for response in refresh] == ["invalid_refresh_token"] * 2
+
+
+async def test_logout_with_the_access_token_alone_ends_its_login_and_no_other(idle_stack: Stack) -> None:
+    async with idle_stack.client() as client:
+        account = await new_account(client)
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})).json()
+        second_login = await client.post("/api/v1/auth/login", json={"email": account.email, "password": TEST_PASSWORD})
+        out = await client.post("/api/v1/auth/logout", headers=bearer(rotated["access_token"]))
+        first_access = await client.get("/api/v1/auth/me", headers=account.headers)
+        first_refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        second_access = await client.get("/api/v1/auth/me", headers=bearer(second_login.json()["access_token"]))
+        second_refresh = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": second_login.json()["refresh_token"]}
+        )
+
+    assert out.status_code == 204
+    assert first_access.json()["code"] == "token_revoked"
+    assert first_refresh.json()["code"] == "invalid_refresh_token"
+    assert second_access.status_code == 200
+    assert second_refresh.status_code == 200
 
 
 async def test_a_revocation_reaches_an_api_process_started_later(idle_stack: Stack) -> None:

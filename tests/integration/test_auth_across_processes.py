@@ -59,6 +59,54 @@ async def test_a_revoked_api_key_stops_working_on_every_process_within_moments(
     assert after.json()["code"] == "invalid_api_key"
 
 
+async def _answers(client: httpx.AsyncClient, api: ApiServer, tokens: list[str]) -> list[str]:
+    """What `api` says to each access token on /api/v1/auth/me: "ok", or the problem's code."""
+    answers = []
+    for token in tokens:
+        response = await client.get(f"{api.base_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        answers.append("ok" if response.status_code == 200 else f"{response.status_code} {response.json()['code']}")
+    return answers
+
+
+async def test_refresh_token_reuse_revokes_every_access_token_of_that_login_on_every_process(
+    two_apis: tuple[ApiServer, ApiServer], env: dict[str, str]
+) -> None:
+    first, second = two_apis
+    async with httpx.AsyncClient(base_url=first.base_url) as client:
+        account = await new_account(client)
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})).json()
+        other_login = await client.post("/api/v1/auth/login", json={"email": account.email, "password": TEST_PASSWORD})
+    family = [account.access_token, rotated["access_token"]]
+    unrelated = [other_login.json()["access_token"]]
+    revoked = ["401 token_revoked"] * 2
+    async with httpx.AsyncClient() as client:
+        # Both processes have verified (and remembered) every token before the reuse.
+        warm = await _answers(client, first, family + unrelated) + await _answers(client, second, family + unrelated)
+        reuse = await client.post(
+            f"{second.base_url}/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
+        )
+        on_detecting_process = await _answers(client, second, family)
+        reused_at = time.monotonic()
+        # The other process hears of it by a pub/sub event.
+        while (on_other_process := await _answers(client, first, family)) != revoked:
+            assert time.monotonic() - reused_at < 2, "the revocation did not reach the other process"
+            await asyncio.sleep(0.01)
+        other_login_after = await _answers(client, first, unrelated) + await _answers(client, second, unrelated)
+    later = ApiServer(env).start()  # loads the revocations made before it subscribed
+    try:
+        async with httpx.AsyncClient() as client:
+            on_later_process = await _answers(client, later, family + unrelated)
+    finally:
+        later.stop()
+
+    assert warm == ["ok"] * 6
+    assert reuse.json()["code"] == "refresh_token_reused"
+    assert on_detecting_process == revoked  # at once, not when its own event comes back
+    assert on_other_process == revoked
+    assert other_login_after == ["ok", "ok"]  # another login of the same user is not touched
+    assert on_later_process == [*revoked, "ok"]
+
+
 async def test_tokens_signed_with_the_previous_key_still_work_during_a_rotation(env: dict[str, str]) -> None:
     before = ApiServer(env).start()
     try:
@@ -140,5 +188,5 @@ async def test_every_response_carries_the_security_headers(env: dict[str, str]) 
         assert response.headers["referrer-policy"] == "no-referrer"
         assert response.headers["content-security-policy"].startswith("default-src 'none'")
         assert "strict-transport-security" not in response.headers
-    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "script-src 'self';" in docs.headers["content-security-policy"]
     assert secure.headers["strict-transport-security"].startswith("max-age=")

@@ -337,6 +337,31 @@ async def test_unusable_bodies_are_4xx_problems(
     assert_problem(response, status, code)
 
 
+def not_utf8(body: Any) -> bytes:
+    """`body` as JSON with the marker `@@` replaced by a byte that is never UTF-8."""
+    return msgspec.json.encode(body).replace(b"@@", b"\xff")
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("/api/v1/checklists", not_utf8({**TRIP, "location": "Ky@@oto"})),
+        ("/api/v1/checklists", not_utf8({**TRIP, "days": "@@"})),  # a wrong type too: still a 400
+        ("/api/v1/generate-checklist", not_utf8({"trip_data": {**TRIP, "occasion": "holi@@day"}})),
+    ],
+)
+async def test_bodies_that_are_not_utf8_are_malformed_json(
+    idle_api: httpx.AsyncClient, idle_stack: Stack, path: str, content: bytes
+) -> None:
+    client = redis.Redis.from_url(idle_stack.redis_url)
+    depth = client.llen(keys.QUEUE)
+
+    response = await idle_api.post(path, content=content, headers={"content-type": "application/json"})
+
+    assert "UTF-8" in assert_problem(response, 400, "malformed_json")["detail"]
+    assert client.llen(keys.QUEUE) == depth  # nothing enqueued
+
+
 async def test_body_limit_holds_without_a_content_length(idle_api: httpx.AsyncClient) -> None:
     async def chunks() -> Any:
         for _ in range(100):

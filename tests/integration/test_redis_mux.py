@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from shared.embedded_redis import free_port
-from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable, Script
+from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisTimeout, RedisUnavailable, Script
+from tests.redis_servers import TestRedis
 
 
 @pytest.fixture
@@ -55,6 +58,15 @@ async def test_scripts_are_loaded_on_first_use_and_after_a_flush(link: Multiplex
     second = await link.run_script(script, ["k"], ["v"])
 
     assert first == second == [b"k", b"v"]
+
+
+async def test_a_batch_loads_the_scripts_redis_does_not_know(link: MultiplexedRedis) -> None:
+    first, second = Script("return 'one ' .. ARGV[1]"), Script("return 'two ' .. ARGV[1]")
+    await link.execute("SCRIPT", "FLUSH")
+
+    replies = await link.run_scripts([(first, [], ["a"]), (second, [], ["b"]), (first, [], ["c"])])
+
+    assert replies == [b"one a", b"two b", b"one c"]
 
 
 async def test_credentials_from_the_url_are_used(redis_base_url: str) -> None:
@@ -129,3 +141,107 @@ async def test_commands_a_hung_redis_never_answers_time_out(silent_server: int) 
 def test_only_redis_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="scheme"):
         MultiplexedRedis("http://127.0.0.1:6379")
+
+
+async def test_a_timeout_fails_the_commands_that_timed_out_and_resets_the_rest(silent_server: int) -> None:
+    link = MultiplexedRedis(f"redis://127.0.0.1:{silent_server}/0", command_timeout=1.0)
+    try:
+        oldest = asyncio.ensure_future(link.execute("PING"))
+        await asyncio.sleep(0.5)
+        younger = asyncio.ensure_future(link.execute("PING"))
+
+        with pytest.raises(RedisUnavailable, match="did not answer within 1s"):
+            await asyncio.wait_for(oldest, 5)
+        # Sent half a second later, it had not timed out; it fails because the connection is reset.
+        with pytest.raises(RedisUnavailable, match="reset") as reset:
+            await asyncio.wait_for(younger, 5)
+        assert "did not answer" not in str(reset.value)
+    finally:
+        await link.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[TestRedis]:
+    """A Redis this test may pause, fill or demote without disturbing the session's."""
+    with TestRedis(tmp_path / "redis") as server:
+        yield server
+
+
+async def test_writers_wait_while_a_stalled_redis_pushes_back(own_redis: TestRedis) -> None:
+    link = MultiplexedRedis(own_redis.url, command_timeout=60)
+    value = b"x" * 65536
+    writers: list[asyncio.Future[object]] = []
+    try:
+        assert await link.execute("PING") == b"PONG"
+        own_redis.pause()  # Redis stops reading: the kernel's buffers fill, then the transport's
+        for number in range(600):  # 39 MB offered, one writer per loop turn
+            writers.append(asyncio.ensure_future(link.execute("SET", f"mux:flow:{number}", value)))
+            await asyncio.sleep(0)
+        protocol = link._protocol
+        assert protocol is not None
+        assert protocol.transport is not None
+
+        # Bounded: about the transport's high-water mark, not the megabytes the writers offered.
+        assert protocol.transport.get_write_buffer_size() < 1_000_000
+        assert protocol.paused
+        assert len(protocol.pending) < len(writers)  # the others wait to be written
+        assert sum(not writer.done() for writer in writers) == len(writers)
+
+        own_redis.resume()
+        assert await asyncio.wait_for(asyncio.gather(*writers), 30) == [b"OK"] * len(writers)
+        assert await link.execute("STRLEN", "mux:flow:599") == len(value)
+    finally:
+        own_redis.resume()
+        await link.close()
+        await asyncio.gather(*writers, return_exceptions=True)
+
+
+async def test_writers_waiting_for_room_fail_when_the_stalled_connection_is_reset(own_redis: TestRedis) -> None:
+    link = MultiplexedRedis(own_redis.url, command_timeout=1.0)
+    value = b"x" * 65536
+    writers: list[asyncio.Future[object]] = []
+    try:
+        assert await link.execute("PING") == b"PONG"
+        own_redis.pause()
+        for number in range(600):
+            writers.append(asyncio.ensure_future(link.execute("SET", f"mux:reset:{number}", value)))
+            await asyncio.sleep(0)
+        protocol = link._protocol
+        assert protocol is not None
+        assert protocol.paused
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*writers, return_exceptions=True), 10)
+
+        assert all(isinstance(outcome, RedisUnavailable) for outcome in outcomes)
+        assert any(isinstance(outcome, RedisTimeout) for outcome in outcomes)  # the ones Redis owed
+        assert not all(isinstance(outcome, RedisTimeout) for outcome in outcomes)  # and those never sent
+    finally:
+        own_redis.resume()
+        await link.close()
+        await asyncio.gather(*writers, return_exceptions=True)
+    assert own_redis.client().exists("mux:reset:599") == 0  # the last writer never got to write
+
+
+async def test_a_failed_script_in_a_batch_still_settles_every_other_reply(
+    link: MultiplexedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = Script("return redis.error_reply('BOOM ' .. ARGV[1])")
+    echo = Script("return ARGV[1]")
+    gc.collect()
+    caplog.clear()  # only this test's futures count
+    for script in (failing, echo):  # known to Redis: the batch's replies come back in one go
+        await link.execute("SCRIPT", "LOAD", script.source)
+    calls: list[tuple[Script, list[str], list[str | bytes | int | float]]] = [
+        (echo, [], ["first"]),
+        (failing, [], ["second"]),
+        (failing, [], ["third"]),
+        (echo, [], ["fourth"]),
+    ]
+
+    with pytest.raises(RedisReplyError, match="BOOM second"):
+        await link.run_scripts(calls)
+    await asyncio.sleep(0.05)
+    gc.collect()  # a failure nobody retrieved is reported when its future is collected
+
+    assert "exception was never retrieved" not in caplog.text
+    assert await link.execute("ECHO", "next") == b"next"  # and the connection is still in step

@@ -8,9 +8,11 @@ import json
 import jwt
 import pytest
 
-from api.auth.passwords import PasswordHashing, check_policy
+from api.auth.passwords import SCORED_LENGTH, PasswordHashing, check_policy
+from api.auth.principals import RevocationCache
 from api.auth.tokens import TokenSigner, key_id
 from shared.errors import AuthenticationFailed, WeakPassword
+from tests.support import TEST_PASSWORD
 
 SECRET = "s" * 40
 OTHER = "o" * 40
@@ -48,6 +50,7 @@ def claims(clock: Clock, **changes: object) -> dict[str, object]:
         "nbf": now,
         "exp": now + 60,
         "jti": "j1",
+        "fam": "f1",
         "iss": "iss",
         "aud": "aud",
     }
@@ -56,11 +59,12 @@ def claims(clock: Clock, **changes: object) -> dict[str, object]:
 
 def test_an_issued_token_verifies_with_its_claims() -> None:
     clock = Clock()
-    token, issued = signer(clock).issue("user-1")
+    token, issued = signer(clock).issue("user-1", family="login-1")
 
     verified = signer(clock).verify(token)
 
     assert verified == issued
+    assert verified.family == "login-1"
     assert verified.expires_at == int(clock()) + 900
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "HS256"
@@ -69,7 +73,7 @@ def test_an_issued_token_verifies_with_its_claims() -> None:
 
 def test_expiry_follows_the_clock() -> None:
     clock = Clock()
-    token, _ = signer(clock).issue("user-1")
+    token, _ = signer(clock).issue("user-1", family="login-1")
     clock.now += 899
     signer(clock).verify(token)
     clock.now += 1
@@ -86,7 +90,7 @@ def test_not_yet_valid_tokens_are_refused() -> None:
 
 def test_alg_none_is_refused() -> None:
     clock = Clock()
-    unsigned = jwt.encode(claims(clock), None, algorithm="none")
+    unsigned = jwt.encode(claims(clock), "", algorithm="none")  # "" is pyjwt's typed spelling of "no key"
 
     assert reason(signer(clock), unsigned) == "token_algorithm_not_allowed"
 
@@ -104,6 +108,7 @@ def test_another_algorithm_is_refused() -> None:
         ({"aud": "someone-else"}, "token_invalid_audience"),
         ({"iss": "someone-else"}, "token_invalid_issuer"),
         ({"jti": None}, "token_missing_claim"),
+        ({"fam": None}, "token_missing_claim"),  # a token that no logout or reuse could revoke
         ({"nbf": None}, "token_missing_claim"),
         ({"sub": None}, "token_missing_claim"),
     ],
@@ -116,7 +121,7 @@ def test_wrong_or_missing_claims_have_their_own_codes(changes: dict[str, object]
 
 def test_a_tampered_signature_is_refused() -> None:
     clock = Clock()
-    token, _ = signer(clock).issue("user-1")
+    token, _ = signer(clock).issue("user-1", family="login-1")
     head, body, signature = token.split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=="))
     payload["sub"] = "admin"
@@ -137,13 +142,29 @@ def test_garbage_is_malformed() -> None:
 
 def test_the_previous_key_still_verifies_during_a_rotation() -> None:
     clock = Clock()
-    old_token, _ = signer(clock, secret=OTHER).issue("user-1")
+    old_token, _ = signer(clock, secret=OTHER).issue("user-1", family="login-1")
     rotated = signer(clock, secret=SECRET, previous=OTHER)
 
     assert rotated.verify(old_token).subject == "user-1"
-    new_token, _ = rotated.issue("user-1")
+    new_token, _ = rotated.issue("user-1", family="login-1")
     assert jwt.get_unverified_header(new_token)["kid"] == key_id(SECRET)
     assert reason(signer(clock, secret=SECRET), old_token) == "token_unknown_key"
+
+
+def test_an_ended_login_is_refused_until_its_last_access_token_would_have_expired() -> None:
+    clock = Clock()
+    revocations = RevocationCache(clock, token_lifetime=900)
+
+    revocations.on_message(b'{"kind": "family", "id": "login-1"}')
+    revocations.on_message(b"not an event")  # ignored, like any event it cannot read
+
+    assert revocations.is_revoked("family", "login-1")
+    assert not revocations.is_revoked("family", "login-2")
+    assert not revocations.is_revoked("user", "login-1")
+    clock.now += 899
+    assert revocations.is_revoked("family", "login-1")
+    clock.now += 1
+    assert not revocations.is_revoked("family", "login-1")
 
 
 # --- passwords -----------------------------------------------------------------------------------
@@ -168,9 +189,46 @@ def test_weak_passwords_are_refused_with_a_reason(password: str, why: str) -> No
         check_policy(password, "traveller@example.com")
 
 
-def test_long_unusual_passwords_need_no_composition_rules() -> None:
-    check_policy("correct horse battery staple", "traveller@example.com")
-    check_policy("ÿ" * 3 + "snowy lighthouse keeper", "x@example.com")
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("123456789012", "commonly used password"),  # a digit run the common list does not hold
+        ("qwertyuiopasdf", "commonly used password"),  # a keyboard walk
+        ("zxcvbnm,./asdfghjkl", "Straight rows of keys"),
+        ("abcdefghijklmnop", "Sequences"),
+        ("19841231abcd", "Dates"),
+        ("abcabcabcabcabc", "Repeats"),
+        ("wanderstraveller", "parts of your email address"),  # scores 3 for anyone else
+    ],
+)
+def test_easily_guessed_passwords_are_refused_with_the_estimators_feedback(password: str, why: str) -> None:
+    with pytest.raises(WeakPassword, match=why) as caught:
+        check_policy(password, "traveller.wanders@example.com")
+
+    assert caught.value.message.startswith("this password is easy to guess")
+
+
+def test_only_the_leading_characters_are_scored_and_the_user_is_told() -> None:
+    weak_start = "abcdefghijklmnopqrstuvwxyz123456"  # a sequence, exactly the scored length
+    assert len(weak_start) == SCORED_LENGTH
+
+    with pytest.raises(WeakPassword, match=f"first {SCORED_LENGTH} characters"):
+        check_policy(weak_start + " snowy lighthouse keeper gathers moss", "x@example.com")
+    check_policy("snowy lighthouse keeper gathers moss " + "1" * 219, "x@example.com")  # 256 characters
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        TEST_PASSWORD,  # used across the suite
+        "a long unusual passphrase",  # the README's example
+        "correct horse battery staple",
+        "ÿ" * 3 + "snowy lighthouse keeper",
+        "Tr0ub4dor&3 plus more",
+    ],
+)
+def test_long_unusual_passwords_need_no_composition_rules(password: str) -> None:
+    check_policy(password, "traveller@example.com")
 
 
 def test_hashes_are_argon2id_and_verify() -> None:

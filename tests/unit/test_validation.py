@@ -43,6 +43,29 @@ def test_bodies_that_are_not_json_are_malformed(body: bytes) -> None:
         decode_body(body, TripRequest)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"location":"Par\xffis","days":3,"transport":"car","occasion":"visit"}',  # in a string
+        b'{"loca\xfftion":"Paris","days":3,"transport":"car","occasion":"visit"}',  # in a field name
+        b'{"location":"Paris","days":"\xff","transport":"car","occasion":"visit"}',  # a wrong type too
+        b'{"location":"\xed\xa0\x80 x","days":3,"transport":"car","occasion":"visit"}',  # a surrogate
+        b'{"location":"\xc0\xafx","days":3,"transport":"car","occasion":"visit"}',  # an overlong form
+    ],
+)
+def test_bodies_that_are_not_utf8_are_malformed_whatever_else_is_wrong(body: bytes) -> None:
+    with pytest.raises(MalformedBody, match="UTF-8"):
+        decode_body(body, TripRequest)
+
+
+def test_utf8_beyond_ascii_is_decoded() -> None:
+    body = '{"location":"Zürich 東京","days":3,"transport":"car","occasion":"visit"}'.encode()
+
+    decoded = decode_body(body, TripRequest)
+
+    assert decoded.location == "Zürich 東京"
+
+
 def test_normalising_strips_free_text() -> None:
     cleaned = normalise_trip(trip(location="  Paris ", occasion=" visit ", origin=" Lyon ", notes="  hi  "))
 
