@@ -67,8 +67,13 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             previous_secret=settings.auth.previous_secret_key,
             clock=time.time,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations)
-        store = JobStore(link, job_ttl=settings.jobs.ttl, idempotency_ttl=settings.jobs.idempotency_ttl)
+        store = JobStore(
+            link,
+            job_ttl=settings.jobs.ttl,
+            idempotency_ttl=settings.jobs.idempotency_ttl,
+            check_after=settings.worker.lease,
+        )
+        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store)
         checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
         app.state.resources = Resources(
             settings=settings,

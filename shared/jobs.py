@@ -1,23 +1,28 @@
-"""The job store on Redis: create, read, list, transition, delete, and status events.
+"""The job store on Redis: create, read, list, start, retry, finish, recover, delete; status events.
 
-A job is one hash (`keys.job`):
-    owner   who may see it          status  mirrors doc.status, for scripts to check cheaply
-    rev     bumped on every change  doc     the public JSON (`schemas.Job`), served as stored
-    idx     its owner-index member  idem    its Idempotency-Key key, if any
+A job is one hash (`keys.job`), listed in its owner's index and, until it is finished, in
+`keys.PENDING`; `shared.job_scripts` draws the layout. Every write is a Lua script, so each is
+atomic and costs one round trip; a change of the job's doc is a compare-and-set on `rev`, which
+is how a canceled job stays canceled whatever a worker does, and why a job is finished once even
+if two workers ran it. Each change is published on `keys.EVENTS_CHANNEL` as a `JobEvent`.
 
-Every write is a Lua script, so each is atomic and costs one round trip; a transition is a
-compare-and-set on `rev`, which is how a canceled job stays canceled whatever a worker does.
-Each change is published on `keys.EVENTS_CHANNEL` as a `JobEvent`.
+A job is always somebody's business: a queued job's task message is on the queue (or the recovery
+sweep pushes it when it is due, or finds it lost and pushes another); a running job is held by
+its worker's lease, which the worker's heartbeat renews; when the lease runs out, the recovery
+sweep (`worker.recovery`) queues the job again.
 
 `JobStore` is the asyncio flavour (API, on the multiplexed connection of `shared.redis_mux`);
-`SyncJobStore` the blocking one (worker, on redis-py). Both run the same scripts.
+`SyncJobStore` and `PendingJobs` the blocking ones (worker and its recovery sweep, on redis-py).
+All run the scripts of `shared.job_scripts`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -25,7 +30,8 @@ from typing import Any, Literal, cast
 import msgspec
 import redis
 
-from shared import keys
+from shared import job_scripts, keys
+from shared.queue import TaskMessage
 from shared.redis_mux import MultiplexedRedis, Script
 from shared.schemas import Job, JobStatus
 
@@ -33,90 +39,15 @@ __all__ = [
     "CreateOutcome",
     "JobEvent",
     "JobStore",
+    "PendingJob",
+    "PendingJobs",
+    "StartOutcome",
     "StoredJob",
     "SyncJobStore",
     "decode_cursor",
     "encode_cursor",
     "fingerprint",
 ]
-
-_CREATE = """
--- KEYS: job, owner index, idempotency key ('' when none), queue
--- ARGV: id, owner, doc, index member, fingerprint, job ttl, idempotency ttl, task envelope, job prefix
-if KEYS[3] ~= '' then
-  local remembered = redis.call('GET', KEYS[3])
-  if remembered then
-    local sep = string.find(remembered, ':', 1, true)
-    local id = string.sub(remembered, 1, sep - 1)
-    local doc = redis.call('HGET', ARGV[9] .. id, 'doc')
-    if doc then
-      if string.sub(remembered, sep + 1) ~= ARGV[5] then return {'conflict', id} end
-      return {'existing', id, doc}
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'rev', 1, 'doc', ARGV[3],
-           'idx', ARGV[4], 'idem', KEYS[3])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', KEYS[2], 0, ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-if KEYS[3] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[1] .. ':' .. ARGV[5], 'EX', ARGV[7])
-end
-redis.call('LPUSH', KEYS[4], ARGV[8])
-return {'created', ARGV[1]}
-"""
-
-_TRANSITION = """
--- KEYS: job.  ARGV: expected rev, new status, new doc, job ttl, channel, id
-local current = redis.call('HMGET', KEYS[1], 'rev', 'owner')
-if not current[1] then return -1 end
-if current[1] ~= ARGV[1] then return 0 end
-local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[5], cjson.encode({id = ARGV[6], owner = current[2], status = ARGV[2], rev = rev}))
-return rev
-"""
-
-_DELETE = """
--- KEYS: job, owner index.  ARGV: owner, channel, id
-local fields = redis.call('HMGET', KEYS[1], 'owner', 'idx', 'idem')
-if fields[1] ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], fields[2])
-if fields[3] and fields[3] ~= '' then redis.call('DEL', fields[3]) end
-redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[3], owner = ARGV[1], status = 'deleted', rev = 0}))
-return 1
-"""
-
-_LIST = """
--- KEYS: owner index.  ARGV: exclusive upper bound ('+' for the start), page size, status filter
--- ('' for all), job key prefix, scan budget.
--- Returns {cursor, doc, doc, ...}: cursor is the last member scanned, '' once the index is exhausted.
-local upper = ARGV[1]
-local limit = tonumber(ARGV[2])
-local budget = tonumber(ARGV[5])
-local out = {''}
-while budget > 0 do
-  local batch = redis.call('ZREVRANGEBYLEX', KEYS[1], upper, '-', 'LIMIT', 0, math.min(budget, limit + 1))
-  if #batch == 0 then out[1] = '' return out end
-  for _, member in ipairs(batch) do
-    budget = budget - 1
-    local id = string.sub(member, string.find(member, ':', 1, true) + 1)
-    local job = redis.call('HMGET', ARGV[4] .. id, 'status', 'doc')
-    if not job[1] then
-      redis.call('ZREM', KEYS[1], member)  -- expired job: drop its index entry
-    elseif ARGV[3] == '' or job[1] == ARGV[3] then
-      if #out > limit then return out end  -- a further match exists: out[1] is the cursor
-      table.insert(out, job[2])
-    end
-    out[1] = member
-    upper = '(' .. member
-  end
-end
-return out
-"""
 
 #: Index entries looked at by one list call, so a sparse status filter cannot stall Redis.
 LIST_SCAN_BUDGET = 1000
@@ -184,34 +115,37 @@ def _decode_stored(fields: list[Any]) -> StoredJob | None:
     return StoredJob(job=_job_decoder.decode(doc), rev=int(rev))
 
 
-def _transition_args(stored: StoredJob, new: Job, job_ttl: int) -> list[Any]:
-    return [stored.rev, new.status, _encoder.encode(new), job_ttl, keys.EVENTS_CHANNEL, new.id]
+def _doc_args(stored: StoredJob, new: Job) -> list[Any]:
+    return [stored.rev, new.status, _encoder.encode(new)]
 
 
-_CREATE_SCRIPT, _TRANSITION_SCRIPT, _DELETE_SCRIPT, _LIST_SCRIPT = map(Script, (_CREATE, _TRANSITION, _DELETE, _LIST))
+def _events(job_id: str) -> list[str]:
+    return [keys.EVENTS_CHANNEL, job_id]
 
 
 class JobStore:
     """Asyncio job store used by the API."""
 
-    def __init__(self, client: MultiplexedRedis, *, job_ttl: int, idempotency_ttl: int) -> None:
+    def __init__(self, client: MultiplexedRedis, *, job_ttl: int, idempotency_ttl: int, check_after: float) -> None:
         self.client = client
         self.job_ttl = job_ttl
         self.idempotency_ttl = idempotency_ttl
+        #: Seconds after which the recovery sweep first checks that a new job's message is still there.
+        self.check_after = check_after
 
     async def create(
         self,
         job: Job,
         owner: str,
-        envelope: bytes,
+        message: TaskMessage,
         idempotency_key: str | None = None,
         body_fingerprint: str = "",
     ) -> CreateOutcome:
         """Store a new job and enqueue its task, or find the job an Idempotency-Key already made."""
         idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
         reply = await self.client.run_script(
-            _CREATE_SCRIPT,
-            [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE],
+            job_scripts.CREATE,
+            [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE, keys.PENDING],
             [
                 job.id,
                 owner,
@@ -220,8 +154,10 @@ class JobStore:
                 body_fingerprint,
                 self.job_ttl,
                 self.idempotency_ttl,
-                envelope,
+                message.body,
                 keys.job(""),
+                self.check_after,
+                message.tag,
             ],
         )
         kind = reply[0].decode()
@@ -244,23 +180,44 @@ class JobStore:
         """Store `new` if the job is still at `stored.rev`; None when it moved on (or went) meanwhile."""
         rev = int(
             await self.client.run_script(
-                _TRANSITION_SCRIPT, [keys.job(new.id)], _transition_args(stored, new, self.job_ttl)
+                job_scripts.TRANSITION,
+                [keys.job(new.id), keys.PENDING],
+                [*_doc_args(stored, new), self.job_ttl, *_events(new.id)],
             )
         )
         return StoredJob(job=new, rev=rev) if rev > 0 else None
 
     async def delete(self, owner: str, job_id: str) -> bool:
-        deleted = await self.client.run_script(
-            _DELETE_SCRIPT, [keys.job(job_id), keys.owner_index(owner)], [owner, keys.EVENTS_CHANNEL, job_id]
+        """Delete one of `owner`'s jobs; False when there is no such job."""
+        return await self._delete(owner, [job_id]) == 1
+
+    async def delete_owner(self, owner: str, batch: int = 100) -> int:
+        """Delete every job of `owner` (account deletion), publishing `deleted` for each."""
+        deleted = 0
+        while members := await self.client.execute("ZRANGE", keys.owner_index(owner), 0, batch - 1):
+            ids = [member.decode().partition(":")[2] for member in members]
+            deleted += await self._delete(owner, ids)
+            # Index entries of jobs that expired on their own are not deleted by the script.
+            await self.client.execute("ZREM", keys.owner_index(owner), *members)
+        return deleted
+
+    async def _delete(self, owner: str, job_ids: Sequence[str]) -> int:
+        # The idempotency keys are named in the job hashes: read them first, so that the script
+        # gets every key it touches through KEYS.
+        idem_keys = await asyncio.gather(*(self.client.execute("HGET", keys.job(job_id), "idem") for job_id in job_ids))
+        script_keys = [keys.owner_index(owner), keys.PENDING]
+        for job_id, idem in zip(job_ids, idem_keys, strict=True):
+            script_keys += [keys.job(job_id), (idem or b"").decode()]
+        return int(
+            await self.client.run_script(job_scripts.DELETE, script_keys, [owner, keys.EVENTS_CHANNEL, *job_ids])
         )
-        return bool(deleted)
 
     async def list_docs(
         self, owner: str, *, limit: int, after: str | None = None, status: JobStatus | None = None
     ) -> tuple[list[bytes], str | None]:
         """Up to `limit` job docs, newest first, and the cursor of the next page (None at the end)."""
         reply = await self.client.run_script(
-            _LIST_SCRIPT,
+            job_scripts.LIST,
             [keys.owner_index(owner)],
             ["(" + after if after else "+", limit, status or "", keys.job(""), LIST_SCAN_BUDGET],
         )
@@ -268,18 +225,143 @@ class JobStore:
         return docs, (encode_cursor(last) if last else None)
 
 
+#: What `SyncJobStore.start` found when it could not start the job.
+StartRefusal = Literal["moved", "missing", "not_queued", "not_due"]
+StartOutcome = StoredJob | StartRefusal
+_START_REFUSALS: dict[int, StartRefusal] = {0: "moved", -1: "missing", -2: "not_queued", -3: "not_due"}
+
+
+def _bind(client: redis.Redis, script: Script) -> Callable[..., Any]:
+    """A shared script, callable on a redis-py client (loaded on first use, like `Script`)."""
+    return client.register_script(script.source)
+
+
 class SyncJobStore:
-    """Blocking job store used by the worker: read a job, move it along."""
+    """Blocking job store used by the worker: read a job, start it, retry it, finish it."""
 
     def __init__(self, client: redis.Redis, *, job_ttl: int) -> None:
         self.client = client
         self.job_ttl = job_ttl
-        self._transition = client.register_script(_TRANSITION)
+        self._transition = _bind(client, job_scripts.TRANSITION)
+        self._start = _bind(client, job_scripts.START)
+        self._retry = _bind(client, job_scripts.RETRY)
+        self._renew = _bind(client, job_scripts.RENEW)
 
     def get(self, job_id: str) -> StoredJob | None:
         return _decode_stored(self.client.hmget(keys.job(job_id), ["rev", "doc"]))
 
+    def start(self, stored: StoredJob, new: Job, *, worker: str, lease: float) -> StartOutcome:
+        """Move a queued job to running under `worker`'s lease of `lease` seconds."""
+        rev = int(
+            self._start(
+                keys=[keys.job(new.id), keys.PENDING],
+                args=[stored.rev, _encoder.encode(new), worker, lease, self.job_ttl, *_events(new.id)],
+            )
+        )
+        return StoredJob(job=new, rev=rev) if rev > 0 else _START_REFUSALS[rev]
+
+    def retry_later(self, stored: StoredJob, new: Job, delay: float) -> StoredJob | None:
+        """Store `new` (queued) to start after `delay` seconds; None when the job moved on meanwhile."""
+        rev = int(
+            self._retry(
+                keys=[keys.job(new.id), keys.PENDING],
+                args=[stored.rev, _encoder.encode(new), max(0.0, delay), self.job_ttl, *_events(new.id)],
+            )
+        )
+        return StoredJob(job=new, rev=rev) if rev > 0 else None
+
     def transition(self, stored: StoredJob, new: Job) -> StoredJob | None:
         """Store `new` if the job is still at `stored.rev`; None when it moved on (or went) meanwhile."""
-        rev = int(self._transition(keys=[keys.job(new.id)], args=_transition_args(stored, new, self.job_ttl)))
+        rev = int(
+            self._transition(
+                keys=[keys.job(new.id), keys.PENDING], args=[*_doc_args(stored, new), self.job_ttl, *_events(new.id)]
+            )
+        )
         return StoredJob(job=new, rev=rev) if rev > 0 else None
+
+    def renew_leases(self, worker: str, job_ids: Sequence[str], lease: float) -> int:
+        """Extend the leases of the jobs `worker` is running; returns how many it still holds."""
+        if not job_ids:
+            return 0
+        return int(self._renew(keys=[keys.PENDING, *map(keys.job, job_ids)], args=[worker, lease, *job_ids]))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """An unfinished job as the recovery sweep reads it."""
+
+    id: str
+    status: str | None  # None: the job is gone
+    rev: int
+    job: Job | None
+    message_tag: str | None
+
+
+_PENDING_FIELDS = ("status", "rev", "doc", "msg")
+
+
+class PendingJobs:
+    """The recovery sweep's view of unfinished jobs: which are overdue, and the scripts that act."""
+
+    def __init__(self, client: redis.Redis, *, job_ttl: int, check_after: float) -> None:
+        self.client = client
+        self.job_ttl = job_ttl
+        self.check_after = check_after
+        self._overdue = _bind(client, job_scripts.OVERDUE)
+        self._recover = _bind(client, job_scripts.RECOVER)
+        self._nudge = _bind(client, job_scripts.NUDGE)
+
+    def overdue(self, limit: int) -> list[PendingJob]:
+        """Up to `limit` jobs whose lease, due time or message check has come (Redis's clock)."""
+        reply = self._overdue(keys=[keys.PENDING], args=[limit])
+        ids = [raw.decode() for raw in reply[1:]]
+        if not ids:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), _PENDING_FIELDS)
+            rows = pipe.execute()
+        return [_pending(job_id, row) for job_id, row in zip(ids, rows, strict=True)]
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Drop finished or vanished jobs from the pending set."""
+        if job_ids:
+            self.client.zrem(keys.PENDING, *job_ids)
+
+    def recover(self, pending: PendingJob, new: Job, message: TaskMessage) -> bool:
+        """Queue a job whose lease ran out again (with `message`), or fail it (`new.status`)."""
+        rev = int(
+            self._recover(
+                keys=[keys.job(new.id), keys.PENDING, keys.QUEUE],
+                args=[
+                    pending.rev,
+                    new.status,
+                    _encoder.encode(new),
+                    message.body,
+                    message.tag,
+                    self.check_after,
+                    self.job_ttl,
+                    *_events(new.id),
+                ],
+            )
+        )
+        return rev > 0
+
+    def nudge(self, job_id: str, current: TaskMessage, replacement: TaskMessage) -> str:
+        """Make sure a queued job's message is on its way; returns what was found (see NUDGE)."""
+        reply = self._nudge(
+            keys=[keys.job(job_id), keys.PENDING, keys.QUEUE, keys.UNACKED],
+            args=[current.body, replacement.body, replacement.tag, self.check_after, job_id],
+        )
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _pending(job_id: str, row: list[bytes | None]) -> PendingJob:
+    status, rev, doc, tag = row
+    return PendingJob(
+        id=job_id,
+        status=status.decode() if status is not None else None,
+        rev=int(rev or 0),
+        job=_job_decoder.decode(doc) if doc is not None else None,
+        message_tag=tag.decode() if tag is not None else None,
+    )

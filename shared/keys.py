@@ -5,10 +5,14 @@ from __future__ import annotations
 __all__ = [
     "EVENTS_CHANNEL",
     "GROQ_BUDGET",
+    "PENDING",
     "PREFIX",
     "QUEUE",
+    "RECOVERY_LOCK",
     "REVOCATIONS_CHANNEL",
     "TASK_NAME",
+    "UNACKED",
+    "UNACKED_INDEX",
     "WORKERS",
     "api_key",
     "email",
@@ -31,8 +35,19 @@ QUEUE = "checklists"
 TASK_NAME = "checklists.generate"
 #: Pub/sub channel carrying every job status change (long-polls, SSE and webhooks listen here).
 EVENTS_CHANNEL = f"{PREFIX}:events"
-#: Sorted set of worker hostnames scored by their last heartbeat (unix seconds).
+#: Sorted set of worker names scored by their last heartbeat (Redis's clock, unix seconds).
 WORKERS = f"{PREFIX}:workers"
+#: Sorted set of every job that is not finished, scored by when the recovery sweep should next
+#: look at it (Redis's clock): a running job's lease expiry, a delayed job's due time, a queued
+#: job's next message check. Finished and deleted jobs leave it.
+PENDING = f"{PREFIX}:jobs:pending"
+#: String held (with a TTL) by the one worker process currently running the recovery sweep.
+RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
+#: kombu's Redis transport keeps messages delivered but not yet acknowledged in this hash
+#: (delivery tag -> [message, exchange, routing key]) and indexes them by delivery time in this
+#: sorted set. Their names are kombu's defaults; `shared.broker` is the one module that reads them.
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
 #: Sorted set of Groq calls in the current budget window (`<id>:<estimated tokens>`, by Redis time).
 GROQ_BUDGET = f"{PREFIX}:groq:budget"
 

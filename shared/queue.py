@@ -10,21 +10,24 @@ queue list; a test compares the two so that an upgrade that changes the format f
 from __future__ import annotations
 
 import base64
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared import keys
+from shared import broker, keys
 from shared.redis_url import RedisEndpoint
 from shared.settings import Settings
 
-__all__ = ["TaskEnvelopes", "create_celery"]
+__all__ = ["TaskEnvelopes", "TaskMessage", "create_celery"]
 
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app configured for the checklist queue; connects lazily, on first use."""
+    broker.install()  # kombu's Redis transport without the restores that crash workers
     # kombu reads REDIS_URL differently from redis-py (see shared.redis_url): it gets the URL
     # without options, and the TLS options and timeouts the way it hands them to redis-py as is.
     redis = RedisEndpoint.parse(settings.redis_url)
@@ -42,19 +45,15 @@ def create_celery(settings: Settings) -> Celery:
         result_backend=None,
         # A crashed worker must not lose its job: acknowledge only after the task ran, and give
         # the message back if the worker process dies. Tasks are idempotent, so redelivery is safe.
+        # Retries are not Celery retries: the job store schedules them (a countdown in Redis, see
+        # `shared.jobs`), so no worker holds a message while it waits.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={
-            # Above the longest retry countdown: a retry waits as an ETA message held by a worker.
-            "visibility_timeout": settings.worker.visibility_timeout,
-            # Sweep for messages a dead worker never acknowledged every few seconds (one cheap
-            # ZRANGE); kombu's default sweeps only every 10th 10-second tick.
-            "unacked_restore_interval": max(1, min(10, settings.worker.visibility_timeout // 3)),
-            "unacked_restore_throttle": 1,
-            **{name: value for name, value in timeouts.items() if value is not None},
-        },
+        broker_transport_options={name: value for name, value in timeouts.items() if value is not None},
+        # Redis may be away for any length of time: keep reconnecting, never give up and exit.
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         worker_send_task_events=True,  # Flower's task view
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
@@ -68,12 +67,21 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
+@dataclass(frozen=True, slots=True)
+class TaskMessage:
+    """One task message as pushed onto the queue, and its delivery tag (kombu's key for it)."""
+
+    tag: str
+    body: bytes
+
+
 class TaskEnvelopes:
     """Builds the JSON that `apply_async(args=(job_id,), task_id=job_id)` would LPUSH onto the queue.
 
     Celery's `create_task_message` runs once, with placeholders; per job only the id, the delivery
     tag and the (tiny) body change, so a submission costs a few string replacements (~2 µs)
-    instead of Celery's message building (~20 µs), on every request.
+    instead of Celery's message building (~20 µs), on every request. The same job id and tag
+    always give the same bytes, which is how the recovery sweep finds a message on the queue.
     """
 
     _ID = "@@job-id@@"
@@ -101,9 +109,15 @@ class TaskEnvelopes:
         self._template = msgspec.json.encode(envelope).decode()
         self._body_template = msgspec.json.encode(body).decode()
 
-    def build(self, job_id: str) -> bytes:
-        body = base64.b64encode(self._body_template.replace(self._ID, job_id).encode()).decode("ascii")
+    def build(self, job_id: str, tag: str | None = None) -> TaskMessage:
+        """The job's task message; by default its first one, whose tag is derived from the job id."""
         # A delivery tag only has to be unique per message: the job's own (random, 128-bit) id in
-        # UUID form is, and saves a uuid4() per submission. Retries get tags from kombu itself.
-        tag = f"{job_id[:8]}-{job_id[8:12]}-{job_id[12:16]}-{job_id[16:20]}-{job_id[20:32]}"
-        return self._template.replace(self._BODY, body).replace(self._TAG, tag).replace(self._ID, job_id).encode()
+        # UUID form is, and saves a uuid4() per submission. Later messages get fresh tags.
+        tag = tag or f"{job_id[:8]}-{job_id[8:12]}-{job_id[12:16]}-{job_id[16:20]}-{job_id[20:32]}"
+        body = base64.b64encode(self._body_template.replace(self._ID, job_id).encode()).decode("ascii")
+        data = self._template.replace(self._BODY, body).replace(self._TAG, tag).replace(self._ID, job_id).encode()
+        return TaskMessage(tag=tag, body=data)
+
+    def build_another(self, job_id: str) -> TaskMessage:
+        """A further message for the job (a retry, or a replacement for a lost one)."""
+        return self.build(job_id, str(uuid.uuid4()))

@@ -41,6 +41,8 @@ _PROVIDERS = ("auto", "groq", "offline")
 _FALLBACKS = ("none", "offline")
 #: A current Groq production model that supports strict structured outputs.
 DEFAULT_GROQ_MODEL = "openai/gpt-oss-120b"
+#: A worker is alive, and its jobs are held, for this many heartbeat intervals after its last beat.
+LEASE_BEATS = 3
 DEV_SECRET_KEY = "dev-only-secret-key-change-me-in-production"  # noqa: S105 - refused in production
 
 T = TypeVar("T")
@@ -120,9 +122,20 @@ class WorkerSettings:
     concurrency: int = 16
     """Task slots per worker process (thread pool)."""
     visibility_timeout: int = 300
-    """Seconds before an unacknowledged message is redelivered; above the longest retry delay."""
+    """Seconds before an unacknowledged message is redelivered: the last resort behind job leases."""
     heartbeat_interval: float = 5.0
-    """Seconds between worker liveness beats written to Redis."""
+    """Seconds between worker heartbeats, which also renew the leases of the jobs a worker runs."""
+
+    @property
+    def lease(self) -> float:
+        """Seconds a running job stays its worker's without a heartbeat (three beats); also how
+        long a queued job's message may go unseen before the recovery sweep looks for it."""
+        return self.heartbeat_interval * LEASE_BEATS
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between recovery sweeps, which also start delayed jobs when they are due."""
+        return min(1.0, self.heartbeat_interval / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,10 +386,15 @@ def _cross_checks(settings: Settings) -> list[str]:
     worker = settings.worker
     if worker.backoff_cap < worker.backoff_base:
         problems.append("LLM_BACKOFF_CAP must not be below LLM_BACKOFF_BASE")
-    if worker.visibility_timeout <= worker.backoff_cap:
-        # A retry waits in the worker as an ETA message; if it outlives the visibility timeout,
-        # Redis hands the same message to a second worker.
-        problems.append("VISIBILITY_TIMEOUT must be above LLM_BACKOFF_CAP (a waiting retry would be redelivered)")
+    longest_hold = 2 * settings.groq.timeout + worker.lease
+    if worker.visibility_timeout <= longest_hold:
+        # A worker holds a task's message while the attempt runs: a Groq call and possibly one
+        # repair call. Retries and Groq-budget waits hold none (they wait in Redis), so neither
+        # LLM_BACKOFF_CAP nor GROQ_BUDGET_WINDOW bounds it any more.
+        problems.append(
+            f"VISIBILITY_TIMEOUT must be above 2 x GROQ_TIMEOUT + 3 x WORKER_HEARTBEAT_INTERVAL "
+            f"({longest_hold:g}s): a running attempt's message would be handed to a second worker"
+        )
     if settings.worker.provider == "groq" and settings.groq.api_key is None:
         problems.append("LLM_PROVIDER=groq needs GROQ_API_KEY")
     if settings.app.environment == "production":

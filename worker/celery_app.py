@@ -48,6 +48,12 @@ def _start_main(sender: Any = None, **_: Any) -> None:
     runtime.start_heartbeat(settings, hostname=str(getattr(sender, "hostname", "worker")))
 
 
+@signals.worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    """Warm shutdown begins: running tasks finish, but a write waiting for Redis gives up soon."""
+    runtime.begin_shutdown()
+
+
 @signals.worker_shutdown.connect
 @signals.worker_process_shutdown.connect
 def _stop(**_: Any) -> None:

@@ -1,42 +1,69 @@
-"""Worker liveness: each worker scores its hostname in a Redis sorted set every few seconds.
+"""Worker liveness and job leases: every few seconds a worker says it is alive and vouches for
+the jobs it is running.
 
-The API's readiness check counts the workers seen recently, so a deploy can tell that queued
-work will be picked up, without a slow broadcast `inspect ping`.
+The beat scores the worker's name in `keys.WORKERS` (the API's readiness counts recent ones) and
+renews the lease of every job in this process's `InFlight` registry, all on Redis's clock. A
+worker that stops beating (killed, hung, cut off) lets its leases run out, and the recovery sweep
+queues those jobs again; a job a live worker stopped working on without finishing it (a lost
+write, a bug) is not in its registry, so its lease runs out the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
-from shared import keys
+from shared import keys, liveness
+from shared.jobs import SyncJobStore
 
-__all__ = ["Heartbeat"]
+__all__ = ["Heartbeat", "InFlight"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds after which a silent worker's entry is removed (it stops counting as alive far sooner).
-_FORGET_AFTER = 3600
+
+class InFlight:
+    """The jobs this worker process is running right now (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: set[str] = set()
+
+    @contextmanager
+    def holding(self, job_id: str) -> Iterator[None]:
+        with self._lock:
+            self._jobs.add(job_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._jobs.discard(job_id)
+
+    def snapshot(self) -> list[str]:
+        with self._lock:
+            return sorted(self._jobs)
 
 
 class Heartbeat:
-    def __init__(self, client: redis.Redis, hostname: str, interval: float) -> None:
+    def __init__(
+        self, client: redis.Redis, store: SyncJobStore, in_flight: InFlight, *, name: str, interval: float, lease: float
+    ) -> None:
         self.client = client
-        self.hostname = hostname
+        self.store = store
+        self.in_flight = in_flight
+        self.name = name
         self.interval = interval
+        self.lease = lease
+        self._beat = client.register_script(liveness.BEAT.source)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def beat(self) -> None:
-        now = time.time()
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.WORKERS, {self.hostname: now})
-            # Workers that died without saying goodbye (SIGKILL) leave an entry; drop old ones.
-            pipe.zremrangebyscore(keys.WORKERS, "-inf", now - _FORGET_AFTER)
-            pipe.execute()
+        self._beat(keys=[keys.WORKERS], args=[self.name, liveness.FORGET_AFTER])
+        self.store.renew_leases(self.name, self.in_flight.snapshot(), self.lease)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -53,6 +80,6 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=self.interval + 1)
         try:
-            self.client.zrem(keys.WORKERS, self.hostname)
+            self.client.zrem(keys.WORKERS, self.name)
         except redis.RedisError:  # pragma: no cover - Redis gone at shutdown
-            log.warning("could not remove heartbeat of %s", self.hostname)
+            log.warning("could not remove heartbeat of %s", self.name)

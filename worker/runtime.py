@@ -1,39 +1,52 @@
 """Per-process worker resources: built once per process, handed to tasks, closed at shutdown.
 
 Celery's signals call `start()` and `stop()`; tasks get the resources through `current()`, which
-builds them on first use should a task arrive before the start-up signal has run.
+builds them on first use should a task arrive before the start-up signal has run. The worker's
+main process also runs the heartbeat (liveness and job leases) and the recovery sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
 import redis
 
-from shared.jobs import SyncJobStore
+from shared.jobs import PendingJobs, SyncJobStore
+from shared.queue import TaskEnvelopes, create_celery
 from shared.settings import Settings, get_settings
 from worker.budget import GroqBudget
 from worker.heartbeat import Heartbeat
 from worker.providers.base import ChecklistProvider
 from worker.providers.offline.geo import gazetteer
 from worker.providers.offline.offline import OfflineProvider
+from worker.recovery import RecoverySweep
 from worker.retry import RetryPolicy
 from worker.service import JobProcessor
 
-__all__ = ["WorkerRuntime", "build_runtime", "current", "start", "start_heartbeat", "stop"]
+__all__ = ["WorkerRuntime", "begin_shutdown", "build_runtime", "current", "start", "start_heartbeat", "stop"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class WorkerRuntime:
+    settings: Settings
     redis: redis.Redis
     processor: JobProcessor
     heartbeat: Heartbeat | None = None
+    sweep: RecoverySweep | None = None
+
+    def begin_shutdown(self) -> None:
+        """The worker stops taking tasks: writes still waiting for Redis get a last grace period."""
+        self.processor.stopping.set()
 
     def close(self) -> None:
+        self.begin_shutdown()
+        if self.sweep is not None:
+            self.sweep.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
         self.processor.provider.close()
@@ -67,8 +80,9 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         policy=RetryPolicy.from_settings(settings.worker),
         fallback=fallback,
         budget=budget,
+        lease=settings.worker.lease,
     )
-    return WorkerRuntime(redis=client, processor=processor)
+    return WorkerRuntime(settings=settings, redis=client, processor=processor)
 
 
 _lock = threading.Lock()
@@ -87,12 +101,38 @@ def start(settings: Settings) -> WorkerRuntime:
 
 
 def start_heartbeat(settings: Settings, hostname: str) -> None:
-    """Announce this worker (main process only) until `stop()`."""
+    """Announce this worker and vouch for its jobs (main process only), and take part in the
+    recovery sweep, until `stop()`."""
     runtime = start(settings)
+    worker = settings.worker
     with _lock:
         if runtime.heartbeat is None:
-            runtime.heartbeat = Heartbeat(runtime.redis, hostname, settings.worker.heartbeat_interval)
+            runtime.heartbeat = Heartbeat(
+                runtime.redis,
+                runtime.processor.store,
+                runtime.processor.in_flight,
+                name=hostname,
+                interval=worker.heartbeat_interval,
+                lease=worker.lease,
+            )
             runtime.heartbeat.start()
+        if runtime.sweep is None:
+            runtime.sweep = RecoverySweep(
+                client=runtime.redis,
+                pending=PendingJobs(runtime.redis, job_ttl=settings.jobs.ttl, check_after=worker.lease),
+                envelopes=TaskEnvelopes(create_celery(settings)),
+                name=f"{hostname}:{os.getpid()}",
+                interval=worker.sweep_interval,
+                lease=worker.lease,
+                visibility_timeout=worker.visibility_timeout,
+                max_attempts=worker.max_attempts,
+            )
+            runtime.sweep.start()
+
+
+def begin_shutdown() -> None:
+    if _runtime is not None:
+        _runtime.begin_shutdown()
 
 
 def current() -> WorkerRuntime:

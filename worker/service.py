@@ -1,25 +1,33 @@
 """Processing one job: load → start an attempt → generate → store the outcome. No Celery here.
 
-`process_job` is idempotent: a job that is finished, canceled or deleted is left alone, and every
-write is a compare-and-set against the revision it was computed from, so a job canceled while
-its checklist was being written stays canceled. It returns what the caller (the Celery task)
-must do next: nothing, or retry after a delay.
+`process` is idempotent: a job that is finished, canceled, deleted, running elsewhere or not due
+yet is left alone, and every write is a compare-and-set against the revision it was computed
+from, so a job canceled while its checklist was being written stays canceled. A failed attempt
+that deserves another is queued again with a countdown kept in Redis (`SyncJobStore.retry_later`);
+the recovery sweep sends its task message when it is due.
+
+While an attempt runs, the job is in the worker's `InFlight` registry, whose heartbeat renews the
+job's lease. Writes that carry the attempt's outcome are retried until Redis takes them
+(`worker.durable`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared import lifecycle
 from shared.clock import utcnow
 from shared.errors import PermanentProviderError, ProviderError
 from shared.jobs import StoredJob, SyncJobStore
-from shared.schemas import Checklist, JobError
+from shared.schemas import Checklist, Job, JobError
 from worker.budget import GroqBudget
+from worker.durable import persist
+from worker.heartbeat import InFlight
 from worker.providers.base import ChecklistProvider
 from worker.retry import RetryPolicy
 
@@ -32,22 +40,29 @@ _budget_jitter = random.Random()  # noqa: S311 - jitter, not cryptography
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    status: str  # the job's status when we left it, or "missing"
+    """Nothing left to do for this message; `status` says what was found or done."""
+
+    status: str  # succeeded, failed, canceled, missing, superseded, running, not_due, ...
 
 
 @dataclass(frozen=True, slots=True)
 class RetryIn:
+    """The job is queued again and will be started after `seconds`."""
+
     seconds: float
+    reason: str  # "retry" after a failed attempt, "budget" while waiting for the Groq budget
 
 
 Outcome = Done | RetryIn
 
 
 def _settled(stored: StoredJob | None) -> Done | None:
-    """Done, if there is nothing left to do for this job (deleted, or finished or canceled)."""
+    """Done, if this message has nothing to do: the job is gone, finished, or being run."""
     if stored is None:
         return Done("missing")
-    if lifecycle.is_terminal(stored.job):
+    if lifecycle.is_terminal(stored.job) or stored.job.status == "running":
+        # A running job is its worker's, vouched for by that worker's lease; if the worker is
+        # gone, the recovery sweep queues the job again once the lease runs out.
         return Done(stored.job.status)
     return None
 
@@ -60,41 +75,61 @@ class JobProcessor:
     fallback: ChecklistProvider | None = None
     budget: GroqBudget | None = None
     clock: Callable[[], datetime] = utcnow
+    #: Seconds a started job is held without a heartbeat (`WorkerSettings.lease`).
+    lease: float = 15.0
+    in_flight: InFlight = field(default_factory=InFlight)
+    #: Set when the worker shuts down: writes waiting for Redis give up then.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
-    def _start(self, job_id: str, stored: StoredJob | None) -> StoredJob | Done:
-        """Move the job (as read in `stored`) to running, unless it is gone or finished.
+    def process(self, job_id: str, worker: str) -> Outcome:
+        stored = self.store.get(job_id)
+        settled = _settled(stored)
+        if settled is not None:
+            log.info("job %s skipped: %s", job_id, settled.status)
+            return settled
+        assert stored is not None
+        if self.budget is not None:
+            # Wait for the shared budget before the attempt starts, so waiting costs no attempt.
+            wait = self.budget.reserve()
+            if wait > 0:
+                wait += _budget_jitter.uniform(0, 0.1 * wait + 0.05)
+                log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
+                deferred = self.store.retry_later(stored, stored.job, wait)
+                return RetryIn(wait, "budget") if deferred else Done("superseded")
+        started = self._start(job_id, stored, worker)
+        if isinstance(started, Done):
+            log.info("job %s skipped: %s", job_id, started.status)
+            return started
+        with self.in_flight.holding(job_id):
+            return self._attempt(started)
+
+    def _start(self, job_id: str, stored: StoredJob, worker: str) -> StoredJob | Done:
+        """Move the job (as read in `stored`) to running under this worker's lease.
 
         Racing a cancel is fine: a failed compare-and-set reads the job again.
         """
         while True:
-            settled = _settled(stored)
+            new = lifecycle.start_attempt(stored.job, self.clock())
+            started = self.store.start(stored, new, worker=worker, lease=self.lease)
+            if isinstance(started, StoredJob):
+                return started
+            if started != "moved":
+                return Done(started)
+            reread = self.store.get(job_id)
+            settled = _settled(reread)
             if settled is not None:
                 return settled
-            assert stored is not None
-            started = self.store.transition(stored, lifecycle.start_attempt(stored.job, self.clock()))
-            if started is not None:
-                return started
-            stored = self.store.get(job_id)
+            assert reread is not None
+            stored = reread
 
-    def process(self, job_id: str) -> Outcome:
-        stored = self.store.get(job_id)
-        if self.budget is not None and _settled(stored) is None:
-            # Wait for the shared budget before the attempt starts, so waiting costs no attempt.
-            wait = self.budget.reserve()
-            if wait > 0:
-                log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
-                return RetryIn(wait + _budget_jitter.uniform(0, 0.1 * wait + 0.05))
-        started = self._start(job_id, stored)
-        if isinstance(started, Done):
-            log.info("job %s skipped: %s", job_id, started.status)
-            return started
+    def _attempt(self, started: StoredJob) -> Outcome:
         attempt = started.job.attempts
         try:
             checklist = self.provider.generate(started.job.request)
         except ProviderError as error:
             return self._after_failure(started, error, attempt)
         except Exception:
-            log.exception("job %s: unexpected error in provider %s", job_id, self.provider.name)
+            log.exception("job %s: unexpected error in provider %s", started.job.id, self.provider.name)
             return self._finish_failed(started, JobError(code="internal_error", message="unexpected worker error"))
         return self._finish(started, checklist)
 
@@ -102,10 +137,13 @@ class JobProcessor:
         job_error = JobError(code=error.code, message=error.message)
         log.warning("job %s attempt %d failed: %s (%s)", started.job.id, attempt, error.code, error.message)
         if self.policy.should_retry(error, attempt):
-            requeued = self.store.transition(started, lifecycle.requeue(started.job, job_error))
-            if requeued is None:  # canceled or deleted meanwhile
-                return Done("superseded")
-            return RetryIn(self.policy.delay(error, attempt))
+            delay = self.policy.delay(error, attempt)
+            requeued = self._persist(
+                lambda: self.store.retry_later(started, lifecycle.requeue(started.job, job_error), delay),
+                "the retry",
+                started.job,
+            )
+            return RetryIn(delay, "retry") if requeued else Done("superseded")
         if self.fallback is not None and not isinstance(error, PermanentProviderError):
             checklist = self.fallback.generate(started.job.request)
             note = f"{self.provider.name} was unavailable ({error.code}); this checklist is the offline fallback."
@@ -114,9 +152,14 @@ class JobProcessor:
         return self._finish_failed(started, job_error)
 
     def _finish(self, started: StoredJob, checklist: Checklist) -> Outcome:
-        done = self.store.transition(started, lifecycle.succeed(started.job, checklist, self.clock()))
+        new = lifecycle.succeed(started.job, checklist, self.clock())
+        done = self._persist(lambda: self.store.transition(started, new), "the checklist", started.job)
         return Done("succeeded" if done else "superseded")
 
     def _finish_failed(self, started: StoredJob, error: JobError) -> Outcome:
-        done = self.store.transition(started, lifecycle.fail(started.job, error, self.clock()))
+        new = lifecycle.fail(started.job, error, self.clock())
+        done = self._persist(lambda: self.store.transition(started, new), "the failure", started.job)
         return Done("failed" if done else "superseded")
+
+    def _persist(self, write: Callable[[], StoredJob | None], what: str, job: Job) -> StoredJob | None:
+        return persist(write, what=f"{what} of job {job.id}", stopping=self.stopping)

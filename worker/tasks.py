@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from celery import Task
 
 from shared import keys
@@ -11,12 +14,18 @@ from worker.service import RetryIn
 
 __all__ = ["generate_checklist"]
 
+log = logging.getLogger(__name__)
 
-@app.task(name=keys.TASK_NAME, bind=True, max_retries=None)
+
+@app.task(name=keys.TASK_NAME, bind=True)
 def generate_checklist(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
-    """Write the checklist for job `job_id`; the retry policy lives in `worker.retry`."""
-    outcome = runtime.current().processor.process(job_id)
+    """Write the checklist for job `job_id`; retries are scheduled by the job store (`worker.service`)."""
+    try:
+        outcome = runtime.current().processor.process(job_id, worker=str(self.request.hostname))
+    except redis.RedisError as exc:
+        # Nothing is lost: the job is queued or held by a lease, and the recovery sweep sees to it.
+        log.warning("job %s not processed, Redis is unavailable: %s", job_id, exc)
+        return "redis_unavailable"
     if isinstance(outcome, RetryIn):
-        # A countdown, not a sleep: the message waits in the broker/ETA queue, the slot is freed.
-        raise self.retry(countdown=outcome.seconds)
+        return f"queued: {outcome.reason} in {outcome.seconds:.2f}s"
     return outcome.status

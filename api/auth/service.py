@@ -26,6 +26,7 @@ from api.auth.store import AccountStore, ApiKeyRecord, Revocation
 from api.auth.tokens import TokenSigner
 from api.limits import Quota, RateLimiter, quota
 from shared.errors import AuthenticationFailed, DependencyUnavailable, EmailTaken, InvalidRequest, NotFound, RateLimited
+from shared.jobs import JobStore
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 from shared.settings import Settings
 
@@ -84,6 +85,7 @@ class AuthService:
     clock: Callable[[], float]
     #: This process's revocations: an ended login is refused here at once, before its event comes back.
     revocations: RevocationCache
+    jobs: JobStore
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).isoformat().replace("+00:00", "Z")
@@ -196,5 +198,7 @@ class AuthService:
             raise NotFound(f"no API key {key_id!r}")
 
     async def delete_account(self, principal: Principal) -> None:
+        """The account first (its tokens stop working at once), then every job it owns."""
         if not await self.store.delete_account(principal.user_id, self.settings.auth.access_token_ttl):
             raise NotFound("the account does not exist")
+        await self.jobs.delete_owner(principal.user_id)

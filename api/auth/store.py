@@ -130,7 +130,7 @@ return out
 
 _DELETE_ACCOUNT = Script("""
 -- KEYS: user key.  ARGV: user id, key prefix, revocations channel, revoked-user ttl
--- Removes the user, their email, refresh tokens, API keys and every job they own.
+-- Removes the user, their email, refresh tokens and API keys (their jobs: JobStore.delete_owner).
 local p = ARGV[2]
 local id = ARGV[1]
 local email = redis.call('HGET', KEYS[1], 'email')
@@ -151,14 +151,6 @@ for i = 2, #entries, 2 do
   redis.call('PUBLISH', ARGV[3], cjson.encode({kind = 'api_key', id = entries[i]}))
 end
 redis.call('DEL', keys_key)
-local index = p .. 'owner:' .. id .. ':jobs'
-for _, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local job_key = p .. 'job:' .. string.sub(member, string.find(member, ':', 1, true) + 1)
-  local idem = redis.call('HGET', job_key, 'idem')
-  if idem and idem ~= '' then redis.call('DEL', idem) end
-  redis.call('DEL', job_key)
-end
-redis.call('DEL', index)
 redis.call('SET', p .. 'revoked:user:' .. id, '1', 'EX', ARGV[4])
 redis.call('PUBLISH', ARGV[3], cjson.encode({kind = 'user', id = id}))
 return 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, Literal
 
 import msgspec
@@ -14,14 +13,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import resources_of
 from api.routes.checklists import json_response
-from shared import keys
+from shared import keys, liveness
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 
 __all__ = ["live", "metrics", "ready"]
 
 _LIVE = b'{"status":"ok"}'
-#: A worker counts as alive when its last heartbeat is younger than this many intervals.
-_ALIVE_INTERVALS = 3
 
 
 class Liveness(msgspec.Struct):
@@ -55,16 +52,11 @@ def live() -> Response[Liveness]:
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     resources = resources_of(request)
-    window = resources.settings.worker.heartbeat_interval * _ALIVE_INTERVALS
-    link = resources.link
+    window = resources.settings.worker.lease  # a worker is alive for LEASE_BEATS intervals
     try:
         async with asyncio.timeout(2.0):
-            # Sent together, so one round trip.
-            _, depth, workers = await asyncio.gather(
-                link.execute("PING"),
-                link.execute("LLEN", keys.QUEUE),
-                link.execute("ZCOUNT", keys.WORKERS, time.time() - window, "+inf"),
-            )
+            # One script, so one round trip, and Redis's clock decides who beat recently.
+            workers, depth = await resources.link.run_script(liveness.STATUS, [keys.WORKERS, keys.QUEUE], [window])
     except (RedisUnavailable, RedisReplyError, OSError, TimeoutError) as exc:
         reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         body = Readiness(status="unavailable", checks={"redis": reason}, workers_alive=None, queue_depth=None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -303,6 +305,21 @@ async def test_deleting_the_account_removes_user_keys_tokens_and_jobs(idle_stack
     ]
     assert leftovers == [keys.revoked_user(account.user_id).encode()]  # the revocation itself, until it expires
     assert not store.exists(keys.idempotency(account.user_id, "k1"))
+    assert store.zscore(keys.PENDING, job_id) is None
+
+
+async def test_deleting_the_account_ends_its_open_long_polls_at_once(idle_stack: Stack) -> None:
+    async with idle_stack.client() as client:
+        account = await new_account(client)
+        job_id = (await client.post("/api/v1/checklists", headers=account.headers, json=TRIP)).json()["id"]
+        waiting = asyncio.create_task(client.get(f"/api/v1/checklists/{job_id}?wait=25", headers=account.headers))
+        await asyncio.sleep(0.3)  # the long-poll is waiting for the job's events
+        began = time.monotonic()
+        assert (await client.delete("/api/v1/auth/me", headers=account.headers)).status_code == 204
+        ended = await waiting
+
+    assert ended.status_code == 404
+    assert time.monotonic() - began < 10  # woken by the deletion's event, not by its 25 s wait
 
 
 async def test_failed_authentications_are_logged_without_secrets(

@@ -45,7 +45,7 @@ def test_envelope_matches_what_celery_publishes(broker: redis.Redis, redis_base_
 
     app.send_task(keys.TASK_NAME, args=(job_id,), task_id=job_id)
     published = json.loads(broker.lpop(keys.QUEUE))  # type: ignore[arg-type]
-    ours = json.loads(TaskEnvelopes(app).build(job_id))
+    ours = json.loads(TaskEnvelopes(app).build(job_id).body)
 
     assert _comparable(ours) == _comparable(published)
 
@@ -53,7 +53,7 @@ def test_envelope_matches_what_celery_publishes(broker: redis.Redis, redis_base_
 def test_each_envelope_gets_its_own_delivery_tag(redis_base_url: str) -> None:
     envelopes = TaskEnvelopes(create_celery(load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"}))))
 
-    first, second = json.loads(envelopes.build("a" * 32)), json.loads(envelopes.build("b" * 32))
+    first, second = json.loads(envelopes.build("a" * 32).body), json.loads(envelopes.build("b" * 32).body)
 
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
     assert second["properties"]["delivery_tag"] == str(uuid.UUID("b" * 32))

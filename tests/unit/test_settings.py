@@ -65,9 +65,24 @@ def test_every_problem_is_listed_at_once() -> None:
     assert any("ENVIRONMENT" in p for p in problems)
 
 
-def test_visibility_timeout_must_exceed_the_longest_retry_delay() -> None:
-    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT"):
-        load_settings({"VISIBILITY_TIMEOUT": "30", "LLM_BACKOFF_CAP": "60"})
+def test_visibility_timeout_must_exceed_the_longest_time_a_worker_holds_a_message() -> None:
+    # An attempt holds its message for a Groq call and a repair call, plus a lease of slack.
+    with pytest.raises(SettingsError, match=r"VISIBILITY_TIMEOUT must be above .* \(75s\)"):
+        load_settings({"VISIBILITY_TIMEOUT": "75", "GROQ_TIMEOUT": "30", "WORKER_HEARTBEAT_INTERVAL": "5"})
+    load_settings({"VISIBILITY_TIMEOUT": "76", "GROQ_TIMEOUT": "30", "WORKER_HEARTBEAT_INTERVAL": "5"})
+
+
+def test_retries_and_budget_waits_no_longer_bound_the_visibility_timeout() -> None:
+    # Both wait in Redis (the job store's countdown), not as a message held by a worker.
+    settings = load_settings({"VISIBILITY_TIMEOUT": "120", "LLM_BACKOFF_CAP": "300", "GROQ_BUDGET_WINDOW": "600"})
+    assert settings.worker.visibility_timeout == 120
+
+
+def test_the_lease_and_sweep_interval_follow_the_heartbeat() -> None:
+    settings = load_settings({"WORKER_HEARTBEAT_INTERVAL": "4"})
+    assert settings.worker.lease == 12
+    assert settings.worker.sweep_interval == 1.0
+    assert load_settings({"WORKER_HEARTBEAT_INTERVAL": "0.5"}).worker.sweep_interval == 0.25
 
 
 def test_a_good_production_configuration_loads() -> None:
