@@ -5,6 +5,8 @@
    - poll:   GET /api/v1/checklists/{id} (a succeeded job)  vs  a bare GET sending the same bytes.
 2. Submit → worker start latency on an idle system (p50, p99), from the jobs' own timestamps.
 3. With `--pools`: how Celery pools handle I/O-bound LLM calls (fake Groq answering in 0.5 s).
+4. With `--recovery`: how long crashed work takes to finish (bench/recovery.py); `--only-recovery`
+   runs just that.
 
 Run: make bench  (BENCH_ARGS="--seconds 5 --rounds 3 --pools")
 """
@@ -23,19 +25,13 @@ import httpx
 import psutil
 import redis
 
-from bench.harness import base_env, celery_worker, ensure_wrk, uvicorn_server, wrk
+from bench.harness import UNLIMITED, base_env, celery_worker, ensure_wrk, uvicorn_server, wrk
+from bench.recovery import recovery
 from shared import keys
 from shared.embedded_redis import EmbeddedRedis, free_port
 
 TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 TARGETS = {"submit": 0.40, "poll": 0.50}
-#: Quotas far above what the benchmark sends: every request still pays for its limit check.
-UNLIMITED = {
-    "RATE_LIMIT_REQUESTS": "1000000000",
-    "SUBMIT_RATE_LIMIT_REQUESTS": "1000000000",
-    "POLL_RATE_LIMIT_REQUESTS": "1000000000",
-    "AUTH_RATE_LIMIT_REQUESTS": "1000000000",
-}
 
 
 def sign_in(api: str) -> dict[str, str]:
@@ -177,7 +173,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-jobs", type=int, default=300)
     parser.add_argument("--pools", action="store_true", help="also compare Celery pools")
+    parser.add_argument("--recovery", action="store_true", help="also time recovery from crashes")
+    parser.add_argument("--only-recovery", action="store_true", help="only time recovery from crashes")
     args = parser.parse_args()
+    if args.only_recovery:
+        recovery()
+        return
     ensure_wrk()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
         print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} (embedded)\n")
@@ -185,6 +186,8 @@ def main() -> None:
         start_latency(args, server.url)
         if args.pools:
             pools(server.url)
+    if args.recovery:
+        recovery()
 
 
 if __name__ == "__main__":

@@ -60,9 +60,11 @@ def api_command(settings: Settings, host: str) -> list[str]:
 
 
 def worker_command(settings: Settings) -> list[str]:
+    # No gossip or mingle: worker-to-worker chatter this service does not use (liveness is the
+    # heartbeat in Redis), and each is one more connection to bring back after a Redis restart.
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "-Q", "checklists", "--loglevel", settings.app.log_level,
+        "-Q", "checklists", "--loglevel", settings.app.log_level, "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
 
