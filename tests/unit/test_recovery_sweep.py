@@ -104,6 +104,17 @@ def overdue(client: redis.Redis, job_id: str) -> None:
         client.hset(keys.job(job_id), "due", 1.0)
 
 
+def abandoned(
+    client: redis.Redis, envelopes: TaskEnvelopes, sweep: RecoverySweep, clock: Clock, worker: str = "celery@gone"
+) -> str:
+    """A running job whose lease ran out, seen by a sweep that has had Redis for a whole lease."""
+    job_id = submit(client, envelopes)
+    take(client, envelopes, job_id, worker=worker)
+    healthy(sweep, clock)
+    overdue(client, job_id)
+    return job_id
+
+
 def job_of(client: redis.Redis, job_id: str) -> Job:
     doc = client.hget(keys.job(job_id), "doc")
     assert doc is not None
@@ -122,10 +133,7 @@ def test_a_running_job_whose_lease_ran_out_is_queued_again_with_a_new_message(
 ) -> None:
     clock = Clock()
     sweep = sweeper(client, envelopes, clock)
-    job_id = submit(client, envelopes)
-    take(client, envelopes, job_id)
-    healthy(sweep, clock)
-    overdue(client, job_id)
+    job_id = abandoned(client, envelopes, sweep, clock)
 
     report = sweep.run_once()
 
@@ -143,10 +151,7 @@ def test_a_running_job_whose_lease_ran_out_is_queued_again_with_a_new_message(
 def test_a_job_that_used_all_its_attempts_fails_with_worker_lost(client: redis.Redis, envelopes: TaskEnvelopes) -> None:
     clock = Clock()
     sweep = sweeper(client, envelopes, clock, max_attempts=1)
-    job_id = submit(client, envelopes)
-    take(client, envelopes, job_id)
-    healthy(sweep, clock)
-    overdue(client, job_id)
+    job_id = abandoned(client, envelopes, sweep, clock)
 
     sweep.run_once()
 
@@ -193,10 +198,7 @@ def test_a_gap_in_contact_with_redis_restarts_the_wait(client: redis.Redis, enve
 def test_a_renewed_lease_keeps_the_job_with_its_worker(client: redis.Redis, envelopes: TaskEnvelopes) -> None:
     clock = Clock()
     sweep = sweeper(client, envelopes, clock)
-    job_id = submit(client, envelopes)
-    take(client, envelopes, job_id, worker="celery@alive")
-    healthy(sweep, clock)
-    overdue(client, job_id)
+    job_id = abandoned(client, envelopes, sweep, clock, worker="celery@alive")
     store = SyncJobStore(client, job_ttl=600)
 
     assert store.renew_leases("celery@someone-else", [job_id], LEASE) == 0
