@@ -101,7 +101,7 @@ def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
 
 def start_latency(args: argparse.Namespace, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    client.delete(keys.QUEUE, keys.WORKERS)  # start idle: no backlog from the throughput runs
+    client.flushdb()  # start idle: no backlog (nor its pending jobs) from the throughput runs
     env = base_env(REDIS_URL=redis_url, **UNLIMITED)
     with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env):
         wait_worker(redis_url)
@@ -142,7 +142,7 @@ def pools(redis_url: str) -> None:
     for label, extra in (("prefork -c 2", ("--pool", "prefork", "-c", "2")),
                          ("threads -c 16", ("--pool", "threads", "-c", "16")),
                          ("threads -c 32", ("--pool", "threads", "-c", "32"))):  # fmt: skip
-        redis.Redis.from_url(redis_url).delete(keys.QUEUE, keys.WORKERS)
+        redis.Redis.from_url(redis_url).flushdb()  # no jobs left from the previous pool
         with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env, *extra) as worker:
             wait_worker(redis_url)
             with httpx.Client(base_url=api, timeout=120, headers=sign_in(api)) as http:
