@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Quotas far above what the benchmark sends: every request still pays for its limit check.
@@ -24,6 +25,7 @@ UNLIMITED = {
     "AUTH_RATE_LIMIT_REQUESTS": "1000000000",
 }
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_COUNT = re.compile(r"(\d+) requests in")
 
 
 def ensure_wrk() -> str:
@@ -76,6 +78,19 @@ def celery_worker(env: dict[str, str], *extra: str) -> Iterator[subprocess.Popen
         process.wait(timeout=30)
 
 
+def server_process(port: int) -> psutil.Process:
+    """The uvicorn process this benchmark started for `port` (to read its CPU time)."""
+    for child in psutil.Process().children(recursive=True):
+        if "uvicorn" in child.cmdline() and str(port) in child.cmdline():
+            return child
+    raise RuntimeError(f"no uvicorn process for port {port}")
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -90,8 +105,8 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 def wrk(
     url: str, *, seconds: float, connections: int, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> float:
-    """Requests per second from one wrk run (one thread: the other core serves)."""
+) -> tuple[float, int]:
+    """Requests per second and requests served in one wrk run (one thread: the other core serves)."""
     command = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", url]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
@@ -106,7 +121,7 @@ def wrk(
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
-    match = _RPS.search(output)
-    if match is None:
+    match, count = _RPS.search(output), _COUNT.search(output)
+    if match is None or count is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
