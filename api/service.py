@@ -81,7 +81,9 @@ class ChecklistService:
         """Store and enqueue a job in one round trip; replay the earlier job for a known key."""
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
         body_print = fingerprint(_trip_encoder.encode(trip)) if idempotency_key else ""
-        outcome = await self.store.create(job, owner, self.envelopes.build(job.id), idempotency_key, body_print)
+        outcome = await self.store.create(
+            job, owner, self.envelopes.build(job.id), idempotency_key=idempotency_key, body_fingerprint=body_print
+        )
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:

@@ -11,12 +11,20 @@ Layout (names from `shared.keys`; scripts get every key through KEYS):
                          due      while queued: when it may start (Redis time), 0 when it may start now
                          worker   while running: the worker whose lease vouches for it
                          chk      the tag the recovery sweep last saw taken but not started
+                         hook     the job's own webhook (JSON), or ''
+    keys.job_events      the job's events: `type` (job.queued, job.running, job.retrying,
+                         job.succeeded, job.failed, job.canceled), `rev`, and `doc` (the job as it
+                         was) while unfinished; a finished job's doc is the job hash's. Capped, and
+                         expiring with the job.
+    keys.OUTBOX          `<job id>/<event id>` of every event that a webhook may want: the job has
+                         a `hook`, or its owner has endpoints (`keys.user_webhooks`)
     keys.PENDING         every unfinished job, scored by when the recovery sweep looks at it next
                          (running: lease expiry; delayed: due time; queued: next message check)
     keys.QUEUE           Celery's list: task messages, LPUSHed here, BRPOPed by workers
 
 Time is always Redis's own (`TIME`), so hosts with different clocks agree. Every change is
-published on the events channel as `{id, owner, status, rev}`.
+recorded as an event in the same script (so an event is never lost between a change and its
+delivery) and published on the events channel as `{id, owner, status, rev}` to wake waiters.
 """
 
 from __future__ import annotations
@@ -47,12 +55,38 @@ local function publish(channel, id, owner, status, rev)
 end
 """
 
+# Every script that changes a job records the change: on the job's event stream, and in the
+# webhook outbox when a webhook may want it. `doc` is '' for a finished job (its hash has it).
+_RECORD = """
+local function record(job, stream, outbox, endpoints, id, kind, rev, doc, ttl, at)
+  local sid
+  if doc ~= '' then
+    sid = redis.call('XADD', stream, 'MAXLEN', '~', 64, '*', 'type', kind, 'rev', rev, 'doc', doc)
+  else
+    sid = redis.call('XADD', stream, 'MAXLEN', '~', 64, '*', 'type', kind, 'rev', rev)
+  end
+  redis.call('EXPIRE', stream, ttl)
+  local hook = redis.call('HGET', job, 'hook')
+  if (hook and hook ~= '') or redis.call('SCARD', endpoints) > 0 then
+    redis.call('ZADD', outbox, at, id .. '/' .. sid)
+  end
+  return sid
+end
+"""
+
+_FINISHED = """
+local finished = {succeeded = true, failed = true, canceled = true}
+"""
+
 CREATE = Script(
     _NOW
+    + _RECORD
     + """
--- KEYS: job, owner index, idempotency key ('' when none), queue, pending
+-- KEYS: job, owner index, idempotency key ('' when none), queue, pending, events, outbox, the
+--       owner's endpoints
 -- ARGV: id, owner, doc, index member, fingerprint, job ttl, idempotency ttl, task envelope, job key
---       prefix (for an earlier job's doc), seconds until the first message check, message tag
+--       prefix (for an earlier job's doc), seconds until the first message check, message tag,
+--       the job's webhook ('' when none)
 if KEYS[3] ~= '' then
   local remembered = redis.call('GET', KEYS[3])
   if remembered then
@@ -66,7 +100,7 @@ if KEYS[3] ~= '' then
   end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'rev', 1, 'doc', ARGV[3],
-           'idx', ARGV[4], 'idem', KEYS[3], 'msg', ARGV[11], 'due', 0)
+           'idx', ARGV[4], 'idem', KEYS[3], 'msg', ARGV[11], 'due', 0, 'hook', ARGV[12])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -75,27 +109,35 @@ if KEYS[3] ~= '' then
 end
 redis.call('ZADD', KEYS[5], now + tonumber(ARGV[10]), ARGV[1])
 redis.call('LPUSH', KEYS[4], ARGV[8])
+record(KEYS[1], KEYS[6], KEYS[7], KEYS[8], ARGV[1], 'job.queued', 1, ARGV[3], ARGV[6], now)
 return {'created', ARGV[1]}
 """
 )
 
 TRANSITION = Script(
-    _PUBLISH
+    _NOW
+    + _PUBLISH
+    + _RECORD
+    + _FINISHED
     + """
 -- A change of the doc that needs no scheduling: finishing (succeeded, failed, canceled) or an
 -- edit of a queued or running job. Finished jobs leave the pending set.
--- KEYS: job, pending.  ARGV: expected rev, new status, new doc, job ttl, channel, id
+-- KEYS: job, pending, events, outbox, the owner's endpoints.
+-- ARGV: expected rev, new status, new doc, job ttl, channel, id
 -- Returns the new rev, 0 if the job moved on meanwhile, -1 if it is gone.
 local current = redis.call('HMGET', KEYS[1], 'rev', 'owner')
 if not current[1] then return -1 end
 if current[1] ~= ARGV[1] then return 0 end
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
-if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'canceled' then
+local doc = ARGV[3]
+if finished[ARGV[2]] then
   redis.call('HDEL', KEYS[1], 'worker', 'due', 'chk')
   redis.call('ZREM', KEYS[2], ARGV[6])
+  doc = ''
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+record(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], 'job.' .. ARGV[2], rev, doc, ARGV[4], now)
 publish(ARGV[5], ARGV[6], current[2], ARGV[2], rev)
 return rev
 """
@@ -104,9 +146,11 @@ return rev
 START = Script(
     _NOW
     + _PUBLISH
+    + _RECORD
     + """
 -- A worker takes a queued job: running, held by the worker's lease.
--- KEYS: job, pending.  ARGV: expected rev, new doc, worker, lease seconds, job ttl, channel, id
+-- KEYS: job, pending, events, outbox, the owner's endpoints.
+-- ARGV: expected rev, new doc, worker, lease seconds, job ttl, channel, id
 -- Returns the new rev; 0 moved on meanwhile; -1 gone; -2 not queued; -3 queued but not due yet.
 local current = redis.call('HMGET', KEYS[1], 'rev', 'owner', 'status', 'due')
 if not current[1] then return -1 end
@@ -118,6 +162,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'doc', ARGV[2], 'worker', ARGV[
 redis.call('HDEL', KEYS[1], 'chk')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+record(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[7], 'job.running', rev, ARGV[2], ARGV[5], now)
 publish(ARGV[6], ARGV[7], current[2], 'running', rev)
 return rev
 """
@@ -126,10 +171,12 @@ return rev
 RETRY = Script(
     _NOW
     + _PUBLISH
+    + _RECORD
     + """
 -- Queued again, to start after a delay (a retry's backoff, or a wait for the Groq budget). The
 -- recovery sweep pushes its task message when it is due: no worker holds a message meanwhile.
--- KEYS: job, pending.  ARGV: expected rev, new doc, delay seconds, job ttl, channel, id
+-- KEYS: job, pending, events, outbox, the owner's endpoints.
+-- ARGV: expected rev, new doc, delay seconds, job ttl, channel, id, event type
 -- Returns the new rev, 0 if the job moved on meanwhile, -1 if it is gone.
 local current = redis.call('HMGET', KEYS[1], 'rev', 'owner')
 if not current[1] then return -1 end
@@ -140,6 +187,7 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'doc', ARGV[2], 'due', due)
 redis.call('HDEL', KEYS[1], 'worker', 'chk')
 redis.call('ZADD', KEYS[2], due, ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+record(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[7], rev, ARGV[2], ARGV[4], now)
 publish(ARGV[5], ARGV[6], current[2], 'queued', rev)
 return rev
 """
@@ -174,11 +222,13 @@ return ids
 RECOVER = Script(
     _NOW
     + _PUBLISH
+    + _RECORD
     + """
 -- A running job whose lease ran out (its worker stopped vouching for it): queued again with a new
 -- task message, or failed once it has used up its attempts.
--- KEYS: job, pending, queue.  ARGV: expected rev, new status (queued|failed), new doc, envelope,
---       message tag, seconds until the next message check, job ttl, channel, id
+-- KEYS: job, pending, queue, events, outbox, the owner's endpoints.
+-- ARGV: expected rev, new status (queued|failed), new doc, envelope, message tag, seconds until
+--       the next message check, job ttl, channel, id
 -- Returns the new rev; 0 if the job moved on or its lease was renewed meanwhile; -1 if it is gone.
 local current = redis.call('HMGET', KEYS[1], 'rev', 'owner', 'status')
 if not current[1] then redis.call('ZREM', KEYS[2], ARGV[9]) return -1 end
@@ -191,10 +241,12 @@ if ARGV[2] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'queued', 'doc', ARGV[3], 'msg', ARGV[5], 'due', 0)
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[9])
   redis.call('LPUSH', KEYS[3], ARGV[4])
+  record(KEYS[1], KEYS[4], KEYS[5], KEYS[6], ARGV[9], 'job.retrying', rev, ARGV[3], ARGV[7], now)
 else
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
   redis.call('HDEL', KEYS[1], 'due')
   redis.call('ZREM', KEYS[2], ARGV[9])
+  record(KEYS[1], KEYS[4], KEYS[5], KEYS[6], ARGV[9], 'job.' .. ARGV[2], rev, '', ARGV[7], now)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 publish(ARGV[8], ARGV[9], current[2], ARGV[2], rev)
@@ -245,17 +297,17 @@ DELETE = Script(
     _PUBLISH
     + """
 -- Deletes jobs of one owner and everything stored for them; open long-polls end at once.
--- KEYS: owner index, pending, then per job: job key, its idempotency key ('' when none).
+-- KEYS: owner index, pending, then per job: job key, its events, its idempotency key ('' when none).
 -- ARGV: owner, channel, then the job ids (same order).  Returns how many were deleted.
 local deleted = 0
-for i = 3, #KEYS, 2 do
-  local id = ARGV[(i - 1) / 2 + 2]
+for i = 3, #KEYS, 3 do
+  local id = ARGV[(i - 3) / 3 + 3]
   local fields = redis.call('HMGET', KEYS[i], 'owner', 'idx')
   if fields[1] == ARGV[1] then
     redis.call('ZREM', KEYS[2], id)
-    redis.call('DEL', KEYS[i])
+    redis.call('DEL', KEYS[i], KEYS[i + 1])
     redis.call('ZREM', KEYS[1], fields[2])
-    if KEYS[i + 1] ~= '' then redis.call('DEL', KEYS[i + 1]) end
+    if KEYS[i + 2] ~= '' then redis.call('DEL', KEYS[i + 2]) end
     publish(ARGV[2], id, ARGV[1], 'deleted', 0)
     deleted = deleted + 1
   end

@@ -41,6 +41,7 @@ __all__ = [
     "JobStore",
     "PendingJob",
     "PendingJobs",
+    "RecordedEvent",
     "StartOutcome",
     "StoredJob",
     "SyncJobStore",
@@ -64,10 +65,21 @@ class JobEvent(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True, slots=True)
 class StoredJob:
-    """A job with the revision it was read at (for compare-and-set)."""
+    """A job with its owner and the revision it was read at (for compare-and-set)."""
 
     job: Job
     rev: int
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One entry of a job's event stream (`keys.job_events`)."""
+
+    id: str  # the stream id: ordered, unique per job
+    type: str  # job.queued, job.running, job.retrying, job.succeeded, job.failed, job.canceled
+    rev: int
+    doc: bytes | None  # the job as it was; None for a finished job (read the job itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +121,27 @@ def decode_cursor(cursor: str) -> str | None:
 
 
 def _decode_stored(fields: list[Any]) -> StoredJob | None:
-    rev, doc = fields
-    if rev is None or doc is None:
+    owner, rev, doc = fields
+    if owner is None or rev is None or doc is None:
         return None
-    return StoredJob(job=_job_decoder.decode(doc), rev=int(rev))
+    return StoredJob(job=_job_decoder.decode(doc), rev=int(rev), owner=owner.decode())
 
 
 def _doc_args(stored: StoredJob, new: Job) -> list[Any]:
     return [stored.rev, new.status, _encoder.encode(new)]
+
+
+def _change_keys(job_id: str, owner: str) -> list[str]:
+    """The keys every change of a job records its event with (see `job_scripts._RECORD`)."""
+    return [keys.job_events(job_id), keys.OUTBOX, keys.user_webhooks(owner)]
+
+
+def _recorded(entry: Any) -> RecordedEvent:
+    sid, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return RecordedEvent(
+        id=sid.decode(), type=values[b"type"].decode(), rev=int(values[b"rev"]), doc=values.get(b"doc")
+    )
 
 
 def _events(job_id: str) -> list[str]:
@@ -138,14 +163,19 @@ class JobStore:
         job: Job,
         owner: str,
         message: TaskMessage,
+        *,
         idempotency_key: str | None = None,
         body_fingerprint: str = "",
+        hook: bytes = b"",
     ) -> CreateOutcome:
-        """Store a new job and enqueue its task, or find the job an Idempotency-Key already made."""
+        """Store a new job and enqueue its task, or find the job an Idempotency-Key already made.
+
+        `hook` is the job's own webhook (JSON), stored with it for webhook dispatch.
+        """
         idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
         reply = await self.client.run_script(
             job_scripts.CREATE,
-            [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE, keys.PENDING],
+            [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE, keys.PENDING, *_change_keys(job.id, owner)],
             [
                 job.id,
                 owner,
@@ -158,6 +188,7 @@ class JobStore:
                 keys.job(""),
                 self.check_after,
                 message.tag,
+                hook,
             ],
         )
         kind = reply[0].decode()
@@ -171,21 +202,27 @@ class JobStore:
         return cast(bytes, doc)
 
     async def get(self, owner: str, job_id: str) -> StoredJob | None:
-        found_owner, rev, doc = await self.client.execute("HMGET", keys.job(job_id), "owner", "rev", "doc")
-        if found_owner != owner.encode():
+        fields = await self.client.execute("HMGET", keys.job(job_id), "owner", "rev", "doc")
+        if fields[0] != owner.encode():
             return None
-        return _decode_stored([rev, doc])
+        return _decode_stored(fields)
 
     async def transition(self, stored: StoredJob, new: Job) -> StoredJob | None:
         """Store `new` if the job is still at `stored.rev`; None when it moved on (or went) meanwhile."""
         rev = int(
             await self.client.run_script(
                 job_scripts.TRANSITION,
-                [keys.job(new.id), keys.PENDING],
+                [keys.job(new.id), keys.PENDING, *_change_keys(new.id, stored.owner)],
                 [*_doc_args(stored, new), self.job_ttl, *_events(new.id)],
             )
         )
-        return StoredJob(job=new, rev=rev) if rev > 0 else None
+        return StoredJob(job=new, rev=rev, owner=stored.owner) if rev > 0 else None
+
+    async def event_log(self, job_id: str, after: str | None = None, count: int = 100) -> list[RecordedEvent]:
+        """The job's recorded events after stream id `after` (all when None), oldest first."""
+        start = f"({after}" if after else "-"
+        entries = await self.client.execute("XRANGE", keys.job_events(job_id), start, "+", "COUNT", count)
+        return [_recorded(entry) for entry in entries]
 
     async def delete(self, owner: str, job_id: str) -> bool:
         """Delete one of `owner`'s jobs; False when there is no such job."""
@@ -207,7 +244,7 @@ class JobStore:
         idem_keys = await asyncio.gather(*(self.client.execute("HGET", keys.job(job_id), "idem") for job_id in job_ids))
         script_keys = [keys.owner_index(owner), keys.PENDING]
         for job_id, idem in zip(job_ids, idem_keys, strict=True):
-            script_keys += [keys.job(job_id), (idem or b"").decode()]
+            script_keys += [keys.job(job_id), keys.job_events(job_id), (idem or b"").decode()]
         return int(
             await self.client.run_script(job_scripts.DELETE, script_keys, [owner, keys.EVENTS_CHANNEL, *job_ids])
         )
@@ -248,36 +285,41 @@ class SyncJobStore:
         self._renew = _bind(client, job_scripts.RENEW)
 
     def get(self, job_id: str) -> StoredJob | None:
-        return _decode_stored(self.client.hmget(keys.job(job_id), ["rev", "doc"]))
+        return _decode_stored(self.client.hmget(keys.job(job_id), ["owner", "rev", "doc"]))
 
     def start(self, stored: StoredJob, new: Job, *, worker: str, lease: float) -> StartOutcome:
         """Move a queued job to running under `worker`'s lease of `lease` seconds."""
         rev = int(
             self._start(
-                keys=[keys.job(new.id), keys.PENDING],
+                keys=[keys.job(new.id), keys.PENDING, *_change_keys(new.id, stored.owner)],
                 args=[stored.rev, _encoder.encode(new), worker, lease, self.job_ttl, *_events(new.id)],
             )
         )
-        return StoredJob(job=new, rev=rev) if rev > 0 else _START_REFUSALS[rev]
+        return StoredJob(job=new, rev=rev, owner=stored.owner) if rev > 0 else _START_REFUSALS[rev]
 
-    def retry_later(self, stored: StoredJob, new: Job, delay: float) -> StoredJob | None:
-        """Store `new` (queued) to start after `delay` seconds; None when the job moved on meanwhile."""
+    def retry_later(self, stored: StoredJob, new: Job, delay: float, event: str = "job.retrying") -> StoredJob | None:
+        """Store `new` (queued) to start after `delay` seconds; None when the job moved on meanwhile.
+
+        `event` is what the change is recorded as: `job.retrying` after a failed attempt,
+        `job.queued` for a wait that costs no attempt (the Groq budget).
+        """
         rev = int(
             self._retry(
-                keys=[keys.job(new.id), keys.PENDING],
-                args=[stored.rev, _encoder.encode(new), max(0.0, delay), self.job_ttl, *_events(new.id)],
+                keys=[keys.job(new.id), keys.PENDING, *_change_keys(new.id, stored.owner)],
+                args=[stored.rev, _encoder.encode(new), max(0.0, delay), self.job_ttl, *_events(new.id), event],
             )
         )
-        return StoredJob(job=new, rev=rev) if rev > 0 else None
+        return StoredJob(job=new, rev=rev, owner=stored.owner) if rev > 0 else None
 
     def transition(self, stored: StoredJob, new: Job) -> StoredJob | None:
         """Store `new` if the job is still at `stored.rev`; None when it moved on (or went) meanwhile."""
         rev = int(
             self._transition(
-                keys=[keys.job(new.id), keys.PENDING], args=[*_doc_args(stored, new), self.job_ttl, *_events(new.id)]
+                keys=[keys.job(new.id), keys.PENDING, *_change_keys(new.id, stored.owner)],
+                args=[*_doc_args(stored, new), self.job_ttl, *_events(new.id)],
             )
         )
-        return StoredJob(job=new, rev=rev) if rev > 0 else None
+        return StoredJob(job=new, rev=rev, owner=stored.owner) if rev > 0 else None
 
     def renew_leases(self, worker: str, job_ids: Sequence[str], lease: float) -> int:
         """Extend the leases of the jobs `worker` is running; returns how many it still holds."""
@@ -295,9 +337,10 @@ class PendingJob:
     rev: int
     job: Job | None
     message_tag: str | None
+    owner: str = ""
 
 
-_PENDING_FIELDS = ("status", "rev", "doc", "msg")
+_PENDING_FIELDS = ("status", "rev", "doc", "msg", "owner")
 
 
 class PendingJobs:
@@ -332,7 +375,7 @@ class PendingJobs:
         """Queue a job whose lease ran out again (with `message`), or fail it (`new.status`)."""
         rev = int(
             self._recover(
-                keys=[keys.job(new.id), keys.PENDING, keys.QUEUE],
+                keys=[keys.job(new.id), keys.PENDING, keys.QUEUE, *_change_keys(new.id, pending.owner)],
                 args=[
                     pending.rev,
                     new.status,
@@ -357,11 +400,12 @@ class PendingJobs:
 
 
 def _pending(job_id: str, row: list[bytes | None]) -> PendingJob:
-    status, rev, doc, tag = row
+    status, rev, doc, tag, owner = row
     return PendingJob(
         id=job_id,
         status=status.decode() if status is not None else None,
         rev=int(rev or 0),
         job=_job_decoder.decode(doc) if doc is not None else None,
         message_tag=tag.decode() if tag is not None else None,
+        owner=owner.decode() if owner is not None else "",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "EVENTS_CHANNEL",
     "GROQ_BUDGET",
+    "OUTBOX",
     "PENDING",
     "PREFIX",
     "QUEUE",
@@ -18,6 +19,7 @@ __all__ = [
     "email",
     "idempotency",
     "job",
+    "job_events",
     "owner_index",
     "refresh_family",
     "refresh_token",
@@ -26,6 +28,7 @@ __all__ = [
     "user",
     "user_api_keys",
     "user_families",
+    "user_webhooks",
 ]
 
 PREFIX = "tc"
@@ -41,6 +44,10 @@ WORKERS = f"{PREFIX}:workers"
 #: look at it (Redis's clock): a running job's lease expiry, a delayed job's due time, a queued
 #: job's next message check. Finished and deleted jobs leave it.
 PENDING = f"{PREFIX}:jobs:pending"
+#: Sorted set of job events that webhooks must be told about, `<job id>/<event id>`, scored by
+#: when they happened (Redis's clock). Written in the same script as the change it records;
+#: removed once the event's deliveries exist.
+OUTBOX = f"{PREFIX}:webhooks:outbox"
 #: String held (with a TTL) by the one worker process currently running the recovery sweep.
 RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
 #: kombu's Redis transport keeps messages delivered but not yet acknowledged in this hash
@@ -55,6 +62,12 @@ GROQ_BUDGET = f"{PREFIX}:groq:budget"
 def job(job_id: str) -> str:
     """Hash holding one job: owner, status, rev, doc (the public JSON), idx and idem."""
     return f"{PREFIX}:job:{job_id}"
+
+
+def job_events(job_id: str) -> str:
+    """Stream of a job's events (`type`, `rev`, and `doc` while the job is unfinished), written in
+    the same script as each change; read by event streams (SSE) and webhook dispatch."""
+    return f"{PREFIX}:job:{job_id}:events"
 
 
 def owner_index(owner: str) -> str:
@@ -95,6 +108,11 @@ def refresh_family(family: str) -> str:
 def user_families(user_id: str) -> str:
     """Set of a user's refresh-token families."""
     return f"{PREFIX}:user:{user_id}:families"
+
+
+def user_webhooks(user_id: str) -> str:
+    """Set of a user's standing webhook endpoint ids (jobs' events go to the outbox when not empty)."""
+    return f"{PREFIX}:user:{user_id}:webhooks"
 
 
 def api_key(key_hash: str) -> str:

@@ -94,7 +94,7 @@ class JobProcessor:
             if wait > 0:
                 wait += _budget_jitter.uniform(0, 0.1 * wait + 0.05)
                 log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
-                deferred = self.store.retry_later(stored, stored.job, wait)
+                deferred = self.store.retry_later(stored, stored.job, wait, event="job.queued")
                 return RetryIn(wait, "budget") if deferred else Done("superseded")
         started = self._start(job_id, stored, worker)
         if isinstance(started, Done):

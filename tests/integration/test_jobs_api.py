@@ -162,6 +162,8 @@ async def test_delete_removes_the_job_its_index_entry_and_its_idempotency_key(
     assert_problem(await idle_api.get(f"/api/v1/checklists/{job_id}"), 404, "not_found")
     client = redis.Redis.from_url(idle_stack.redis_url)
     assert not client.exists(keys.job(job_id))
+    assert not client.exists(keys.job_events(job_id))
+    assert client.zscore(keys.PENDING, job_id) is None
     assert idle_stack.account is not None
     owner = idle_stack.account.user_id
     assert not client.exists(keys.idempotency(owner, key))

@@ -79,9 +79,10 @@ def submit(client: redis.Redis, envelopes: TaskEnvelopes) -> str:
     job = lifecycle.new_job(uuid.uuid4().hex, TRIP, utcnow())
     message = envelopes.build(job.id)
     client.register_script(job_scripts.CREATE.source)(
-        keys=[keys.job(job.id), keys.owner_index("owner"), "", keys.QUEUE, keys.PENDING],
+        keys=[keys.job(job.id), keys.owner_index("owner"), "", keys.QUEUE, keys.PENDING, keys.job_events(job.id),
+              keys.OUTBOX, keys.user_webhooks("owner")],
         args=[job.id, "owner", msgspec.json.encode(job), f"1:{job.id}", "", 600, 600, message.body, keys.job(""),
-              LEASE, message.tag],
+              LEASE, message.tag, ""],
     )  # fmt: skip
     return job.id
 
