@@ -60,7 +60,7 @@ def test_the_token_budget_holds_calls_back_until_tokens_leave_the_window(redis_b
     client.flushdb()
     budget = GroqBudget(client, requests=0, tokens=10_000, tokens_per_call=4_000, window=30)
 
-    decisions = [budget.reserve() for _ in range(3)]
+    decisions = [budget.reserve().wait for _ in range(3)]
 
     assert decisions[:2] == [0.0, 0.0]
     assert 29 < decisions[2] <= 30
@@ -69,7 +69,7 @@ def test_the_token_budget_holds_calls_back_until_tokens_leave_the_window(redis_b
 def test_a_disabled_budget_never_waits(redis_base_url: str) -> None:
     budget = GroqBudget(redis.Redis.from_url(f"{redis_base_url}/13"), requests=0, tokens=0, tokens_per_call=1)
 
-    assert [budget.reserve() for _ in range(100)] == [0.0] * 100
+    assert [budget.reserve().wait for _ in range(100)] == [0.0] * 100
 
 
 async def test_readiness_counts_every_worker_process(budget_stack: Stack) -> None:

@@ -14,7 +14,8 @@ from shared import keys, lifecycle
 from shared.clock import utcnow
 from shared.errors import ProviderError, UpstreamAuthFailed, UpstreamUnavailable
 from shared.jobs import SyncJobStore
-from shared.schemas import Checklist, TripRequest
+from shared.schemas import TripRequest
+from worker.providers.base import Generation
 from worker.providers.offline.offline import OfflineProvider
 from worker.retry import RetryPolicy
 from worker.service import Done, JobProcessor, RetryIn
@@ -31,7 +32,7 @@ class ScriptedProvider:
     calls: int = 0
     name: str = "scripted"
 
-    def generate(self, trip: TripRequest) -> Checklist:
+    def generate(self, trip: TripRequest) -> Generation:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
@@ -135,7 +136,7 @@ def test_a_started_job_is_held_by_the_workers_lease_and_leaves_pending_when_done
     seen: list[float | None] = []
 
     class Watching(ScriptedProvider):
-        def generate(self, trip: TripRequest) -> Checklist:
+        def generate(self, trip: TripRequest) -> Generation:
             seen.append(client.zscore(keys.PENDING, job_id))
             seen.append(redis_now(client))
             return super().generate(trip)
@@ -193,7 +194,7 @@ def test_an_unexpected_provider_bug_fails_the_job_without_details(client: redis.
     job_id = new_job(client)
 
     class Broken(ScriptedProvider):
-        def generate(self, trip: TripRequest) -> Checklist:
+        def generate(self, trip: TripRequest) -> Generation:
             raise ZeroDivisionError("secret internals")
 
     outcome = processor(client, Broken()).process(job_id, WORKER)
