@@ -100,7 +100,8 @@ if max_tokens > 0 and remaining >= 0 then
 end
 local remaining_requests, requests_reset = tonumber(ARGV[10]), tonumber(ARGV[11])
 if max_requests > 0 and remaining_requests >= 0 then
-  local free = max_requests - #entries / 2
+  entries = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local free = max_requests - #entries
   if remaining_requests < free then
     if requests_reset < 0 then requests_reset = window end
     for i = 1, free - remaining_requests do
