@@ -4,10 +4,12 @@ is settled with what the calls really cost and what Groq's headers say is left."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ import redis
 from shared import keys
 from shared.schemas import Usage
 from tests.conftest import Stack
-from tests.fakes.groq_server import FakeGroq
+from tests.fakes.groq_server import FakeGroq, Reply, ratelimit_headers
 from tests.support import ApiServer, Worker, groq_env, new_account, wait_for_status
 from worker.budget import GroqBudget
 from worker.providers.base import Spend, UpstreamLimits
@@ -188,3 +190,39 @@ async def test_a_job_waiting_for_the_budget_shows_it_to_pollers_and_legacy_clien
     assert done["waiting"] is None
     _first_call, second_call = sorted(request.at for request in groq.requests_for(tag))
     assert second_call >= until.timestamp() - 0.2  # not called before the time the job said
+
+
+@pytest.fixture
+def token_budget_stack(redis_base_url: str, log_dir: Path, fake_groq: FakeGroq) -> Iterator[Stack]:
+    """Plenty of tokens by our own count (8,000 a minute, 100 estimated per call)."""
+    url = f"{redis_base_url}/15"
+    env = groq_env(fake_groq.base_url, url, GROQ_RPM="0", GROQ_TPM="8000", GROQ_TOKENS_PER_CALL="100")
+    worker = Worker(env, log_dir).start()
+    api = ApiServer(env).start()
+    yield Stack(api=api, redis_url=url, env=env)
+    api.stop()
+    worker.stop()
+
+
+async def test_groqs_headers_saying_no_tokens_are_left_make_the_next_job_wait(
+    token_budget_stack: Stack, groq: FakeGroq
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    trip = {"location": f"Bergen {tag}", "days": 2, "transport": "car", "occasion": "visit"}
+    groq.script(Reply.ok(headers=ratelimit_headers(remaining_tokens=0, reset_tokens="3s")))
+    async with token_budget_stack.client() as anonymous:
+        account = await new_account(anonymous)
+    async with token_budget_stack.client(account) as api:
+        first = (await api.post("/api/v1/checklists", json=trip)).json()["id"]
+        await wait_for_status(api, first, {"succeeded"})
+        second = (await api.post("/api/v1/checklists", json=trip)).json()["id"]
+        seen: dict[str, Any] = {}
+        while not seen.get("waiting") and seen.get("status") != "succeeded":
+            await asyncio.sleep(0.05)
+            seen = (await api.get(f"/api/v1/checklists/{second}")).json()
+        done = await wait_for_status(api, second, {"succeeded", "failed"})
+
+    assert seen["waiting"]["reason"] == "upstream_budget"
+    assert done["status"] == "succeeded"
+    first_call, second_call = sorted(request.at for request in groq.requests_for(tag))
+    assert second_call - first_call >= 2.5  # held back until Groq's tokens reset, though ours were left

@@ -92,3 +92,16 @@ def test_correcting_removes_contradictions_adds_what_is_missing_and_says_so() ->
     assert violations(corrected, trip) == []
     assert any(w.startswith("Corrected against verified facts: removed") for w in corrected.warnings)
     assert any("added a travel adapter for plug type G" in w for w in corrected.warnings)
+
+
+def test_a_correction_never_leaves_fewer_than_ten_items() -> None:
+    trip = facts(origin="Munich, Germany")
+    raw = good_checklist(items=10)
+    for item in raw["items"][:4]:
+        item["text"] = f"{item['text']} for the kids"
+    checklist = parse_checklist(json.dumps(raw), BY)
+
+    corrected = correct(checklist, trip, violations(checklist, trip))
+
+    assert len(corrected.items) == 10
+    assert not any("kids" in item.text for item in corrected.items)

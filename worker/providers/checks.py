@@ -8,7 +8,8 @@ The hard rules, each a contradiction the service can prove from `TripFacts`:
 
 `violations` lists what an answer breaks (each with a sentence for the model's repair request
 and one for the traveller); `correct` makes the answer obey: it removes the contradicting items,
-adds the missing ones from the offline generator's own wording, and says so in `warnings`.
+adds the missing ones from the offline generator's own wording (and tops the list up from it,
+should removals leave fewer than 10 items), and says so in `warnings`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import msgspec
 from shared.schemas import Checklist, ChecklistItem
 from worker.providers.facts import TripFacts
 from worker.providers.offline.offline import drafts_for, to_item
-from worker.providers.parse import MAX_ITEMS
+from worker.providers.parse import MAX_ITEMS, MIN_ITEMS
 
 __all__ = ["Violation", "correct", "violations"]
 
+_PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 _ADAPTER = re.compile(r"\badapter", re.IGNORECASE)
 _PASSPORT = re.compile(r"\bpassports?\b|\bvisas?\b", re.IGNORECASE)
 _KIDS = re.compile(
@@ -121,5 +123,11 @@ def correct(checklist: Checklist, facts: TripFacts, found: list[Violation]) -> C
             if addition is not None:
                 # Added items are important (documents, power): first, before the cap is applied.
                 items = [addition, *items][:MAX_ITEMS]
+    if len(items) < MIN_ITEMS:
+        # Removing contradictions can leave too few items: top up with the offline generator's own.
+        present = {item.text.casefold() for item in items}
+        spare = [item for item in offline if item.text.casefold() not in present]
+        items += spare[: MIN_ITEMS - len(items)]
+    items.sort(key=lambda item: _PRIORITY_ORDER[item.priority])  # stable: the model's order within a priority
     notes = [f"Corrected against verified facts: {violation.to_traveller}." for violation in found]
     return msgspec.structs.replace(checklist, items=items, warnings=[*checklist.warnings, *notes][:10])
