@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test lint fmt flower bench lock clean
+.PHONY: run test lint fmt flower bench eval lock clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ flower: $(STAMP)
 ## bench: the service under load against bare Litestar baselines; prints ratios.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## eval: score the offline generator on evaluation/trips.json (recall, wrong items); make test holds the floor.
+eval: $(STAMP)
+	$(BIN)/python -m evaluation
 
 ## lock: re-resolve requirements.lock (names, versions, hashes) from pyproject.toml.
 lock:

@@ -15,6 +15,8 @@
     │   ├── JobNotCancelable          409 job_not_cancelable
     │   └── DependencyUnavailable     503 dependency_unavailable
     └── ProviderError                 a checklist provider failed; stored on the job as `error`
+        ├── UpstreamOutputTruncated   the answer hit the completion limit twice (not retried;
+        │                             the offline fallback may still answer)
         ├── RetryableProviderError    worth another attempt after `retry_after` (or backoff)
         │   ├── UpstreamRateLimited   429 from Groq, honouring its retry-after
         │   ├── UpstreamUnavailable   5xx, timeout, connection error
@@ -54,6 +56,7 @@ __all__ = [
     "UpstreamAuthFailed",
     "UpstreamBadResponse",
     "UpstreamModelNotFound",
+    "UpstreamOutputTruncated",
     "UpstreamRateLimited",
     "UpstreamRejectedRequest",
     "UpstreamUnavailable",
@@ -176,6 +179,16 @@ class DependencyUnavailable(ApiError):
 
 class ProviderError(ServiceError):
     code = "provider_error"
+    #: What the failed attempt cost upstream (a `worker.providers.base.Spend`), so the worker can
+    #: record the tokens on the job and settle the Groq budget; None when nothing was spent.
+    spend: object | None = None
+
+
+class UpstreamOutputTruncated(ProviderError):
+    """The model's answer stopped at the completion-token limit, also after one retry with a larger
+    limit. Another attempt would end the same way, so none is made."""
+
+    code = "upstream_output_truncated"
 
 
 class RetryableProviderError(ProviderError):

@@ -11,10 +11,11 @@ from datetime import datetime
 
 import msgspec
 
-from shared.schemas import TERMINAL_STATUSES, Checklist, Job, JobError, JobLinks, TripRequest
+from shared.schemas import TERMINAL_STATUSES, Checklist, Job, JobError, JobLinks, TripRequest, Usage, Waiting
 
 __all__ = [
     "API_PREFIX",
+    "add_usage",
     "cancel",
     "fail",
     "is_terminal",
@@ -24,6 +25,7 @@ __all__ = [
     "requeue",
     "start_attempt",
     "succeed",
+    "wait_for_budget",
 ]
 
 API_PREFIX = "/api/v1/checklists"
@@ -46,23 +48,55 @@ def is_terminal(job: Job) -> bool:
     return job.status in TERMINAL_STATUSES
 
 
+def add_usage(total: Usage | None, more: Usage | None) -> Usage | None:
+    """The sum of two usage records (either may be missing)."""
+    if more is None:
+        return total
+    if total is None:
+        return more
+    return Usage(
+        calls=total.calls + more.calls,
+        prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        completion_tokens=total.completion_tokens + more.completion_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
+        total_tokens=total.total_tokens + more.total_tokens,
+    )
+
+
+def wait_for_budget(job: Job, until: datetime) -> Job:
+    """A queued job waits for the shared Groq budget until `until`: still queued, and says so."""
+    return msgspec.structs.replace(job, status="queued", waiting=Waiting(reason="upstream_budget", until=until))
+
+
 def start_attempt(job: Job, now: datetime) -> Job:
-    """A worker begins an attempt: running, one more attempt, first start time kept."""
-    return msgspec.structs.replace(job, status="running", attempts=job.attempts + 1, started_at=job.started_at or now)
+    """A worker begins an attempt: running, one more attempt, first start time kept, no longer waiting."""
+    return msgspec.structs.replace(
+        job, status="running", attempts=job.attempts + 1, started_at=job.started_at or now, waiting=None
+    )
 
 
-def requeue(job: Job, error: JobError) -> Job:
+def requeue(job: Job, error: JobError, usage: Usage | None = None) -> Job:
     """An attempt failed and another is scheduled: back to queued, the last error kept for clients."""
-    return msgspec.structs.replace(job, status="queued", error=error)
+    return msgspec.structs.replace(job, status="queued", error=error, waiting=None, usage=add_usage(job.usage, usage))
 
 
-def succeed(job: Job, checklist: Checklist, now: datetime) -> Job:
-    return msgspec.structs.replace(job, status="succeeded", result=checklist, error=None, finished_at=now)
+def succeed(job: Job, checklist: Checklist, now: datetime, usage: Usage | None = None) -> Job:
+    return msgspec.structs.replace(
+        job,
+        status="succeeded",
+        result=checklist,
+        error=None,
+        finished_at=now,
+        waiting=None,
+        usage=add_usage(job.usage, usage),
+    )
 
 
-def fail(job: Job, error: JobError, now: datetime) -> Job:
-    return msgspec.structs.replace(job, status="failed", error=error, finished_at=now)
+def fail(job: Job, error: JobError, now: datetime, usage: Usage | None = None) -> Job:
+    return msgspec.structs.replace(
+        job, status="failed", error=error, finished_at=now, waiting=None, usage=add_usage(job.usage, usage)
+    )
 
 
 def cancel(job: Job, now: datetime) -> Job:
-    return msgspec.structs.replace(job, status="canceled", finished_at=now)
+    return msgspec.structs.replace(job, status="canceled", finished_at=now, waiting=None)

@@ -26,6 +26,7 @@ __all__ = [
     "JobLinks",
     "JobPage",
     "JobStatus",
+    "LegacyAccepted",
     "LegacyItem",
     "LegacyRequest",
     "LegacyResponse",
@@ -34,10 +35,23 @@ __all__ = [
     "Transport",
     "Travelers",
     "TripRequest",
+    "Usage",
+    "Waiting",
 ]
 
 Transport = Literal["car", "train", "plane", "bus", "other"]
-Accommodation = Literal["hotel", "hostel", "rental", "camping", "friends_family", "cruise", "other"]
+#: Where the traveller sleeps, as they write it: the old values (hotel, hostel, rental, camping,
+#: friends_family, cruise, other) and any other word ("villa", "teahouse", "liveaboard"). The rules
+#: reason from a normalised kind derived from it (`worker.providers.facts.lodging_kind`).
+Accommodation = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=50,
+        description="Free text, e.g. hotel, hostel, rental, camping, friends_family, cruise, villa, teahouse, boat.",
+        examples=["hotel", "teahouse", "sailing boat"],
+    ),
+]
 Category = Literal[
     "documents",
     "money",
@@ -115,6 +129,23 @@ class JobError(msgspec.Struct, kw_only=True):
     message: str
 
 
+class Waiting(msgspec.Struct, kw_only=True):
+    """Why a queued job has not started yet, and until when (at the earliest)."""
+
+    reason: Literal["upstream_budget"]
+    until: datetime
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    """Tokens the model reported for this job, summed over all its calls (repairs and retries too)."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+
+
 class JobLinks(msgspec.Struct, kw_only=True, rename={"self_": "self"}):
     self_: str
     cancel: str
@@ -133,6 +164,10 @@ class Job(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     result: Checklist | None = None
     error: JobError | None = None
+    waiting: Waiting | None = None
+    """Set while a queued job waits for the shared Groq budget."""
+    usage: Usage | None = None
+    """What the model's calls for this job cost, as the model reported it."""
 
 
 class SubmitAccepted(msgspec.Struct, kw_only=True):
@@ -151,6 +186,12 @@ class LegacyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The body the old synchronous service took."""
 
     trip_data: TripRequest
+
+
+class LegacyAccepted(SubmitAccepted, kw_only=True):
+    """The legacy endpoint's 202: the job was not done in time; `waiting` says if it waits for budget."""
+
+    waiting: Waiting | None = None
 
 
 class LegacyItem(msgspec.Struct, kw_only=True):

@@ -39,6 +39,7 @@ _ENVIRONMENTS: tuple[Environment, ...] = ("development", "test", "production")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PROVIDERS = ("auto", "groq", "offline")
 _FALLBACKS = ("none", "offline")
+_REASONING_EFFORTS = ("low", "medium", "high", "none")
 #: A current Groq production model that supports strict structured outputs.
 DEFAULT_GROQ_MODEL = "openai/gpt-oss-120b"
 #: A worker is alive, and its jobs are held, for this many heartbeat intervals after its last beat.
@@ -96,7 +97,16 @@ class GroqSettings:
     timeout: float = 30.0
     """Seconds one Groq call may take before it counts as a timeout."""
     max_output_tokens: int = 4096
-    """Completion budget per call."""
+    """`max_completion_tokens` per call (GROQ_MAX_TOKENS); reasoning tokens count against it. An
+    answer cut off at this limit is asked for once more with twice the limit."""
+    temperature: float = 0.2
+    """Sampling temperature (GROQ_TEMPERATURE): low, for consistent checklists."""
+    seed: int | None = 7
+    """`seed` sent with every call, for best-effort repeatable answers (GROQ_SEED; `none` omits it)."""
+    reasoning_effort: str = "low"
+    """`reasoning_effort` for reasoning models (openai/gpt-oss-*): `low`, `medium`, `high`, or `none`
+    to omit it (GROQ_REASONING_EFFORT). A checklist needs little deliberation, and reasoning tokens
+    count against both the completion limit and the budget."""
     requests_per_window: int = 30
     """Groq calls allowed per budget window across all workers (GROQ_RPM; 0 = unlimited)."""
     tokens_per_window: int = 8000
@@ -304,6 +314,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=read.optional("GROQ_BASE_URL"),
         timeout=read.number("GROQ_TIMEOUT", 30.0, minimum=0.1),
         max_output_tokens=read.integer("GROQ_MAX_TOKENS", 4096, minimum=256),
+        temperature=_temperature(read),
+        seed=_seed(read),
+        reasoning_effort=read.choice("GROQ_REASONING_EFFORT", "low", _REASONING_EFFORTS),
         requests_per_window=read.integer("GROQ_RPM", 30),
         tokens_per_window=read.integer("GROQ_TPM", 8000),
         tokens_per_call=read.integer("GROQ_TOKENS_PER_CALL", 2500, minimum=1),
@@ -357,6 +370,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _temperature(read: _Reader) -> float:
+    value = read.number("GROQ_TEMPERATURE", 0.2)
+    if value > 2:
+        read.problems.append(f"GROQ_TEMPERATURE must be at most 2, got {value}")
+    return value
+
+
+def _seed(read: _Reader) -> int | None:
+    raw = read.raw("GROQ_SEED")
+    if raw is not None and raw.lower() == "none":
+        return None
+    return read.integer("GROQ_SEED", 7)
 
 
 def _networks(read: _Reader, name: str) -> tuple[str, ...]:

@@ -102,6 +102,9 @@ def normalise_trip(trip: TripRequest, prefix: str = "$") -> TripRequest:
                 f"start_date..end_date covers {span} day(s) but days is {trip.days} - at `{prefix}.days`",
                 field=f"{prefix}.days",
             )
+    accommodation = None
+    if trip.accommodation is not None:
+        accommodation = _clean(trip.accommodation, f"{prefix}.accommodation", minimum=1, maximum=50)
     if trip.travelers is not None and trip.travelers.adults + trip.travelers.children == 0:
         raise InvalidRequest(
             f"at least one adult or child must travel - at `{prefix}.travelers`", field=f"{prefix}.travelers"
@@ -112,6 +115,7 @@ def normalise_trip(trip: TripRequest, prefix: str = "$") -> TripRequest:
         occasion=occasion,
         origin=origin,
         notes=notes,
+        accommodation=accommodation,
         preferences=_clean_list(trip.preferences, f"{prefix}.preferences"),
         activities=_clean_list(trip.activities, f"{prefix}.activities"),
     )

@@ -94,8 +94,8 @@ def start(settings: Settings) -> WorkerRuntime:
     with _lock:
         if _runtime is None:
             _runtime = build_runtime(settings)
-            if isinstance(_runtime.processor.provider, OfflineProvider) or _runtime.processor.fallback:
-                gazetteer().warm()
+            # Both providers reason from the gazetteer's facts: load its indexes before the first job.
+            gazetteer().warm()
             log.info("worker runtime ready: provider=%s", _runtime.processor.provider.name)
         return _runtime
 

@@ -6,6 +6,11 @@ from, so a job canceled while its checklist was being written stays canceled. A 
 that deserves another is queued again with a countdown kept in Redis (`SyncJobStore.retry_later`);
 the recovery sweep sends its task message when it is due.
 
+A job that waits for the shared Groq budget does the same, with `waiting: {reason:
+"upstream_budget", until}` in its doc so clients see why it has not started. Once an attempt is
+over, its budget reservation is settled with what the calls really cost (`GroqBudget.settle`),
+and the model's usage is added to the job.
+
 While an attempt runs, the job is in the worker's `InFlight` registry, whose heartbeat renews the
 job's lease. Writes that carry the attempt's outcome are retried until Redis takes them
 (`worker.durable`).
@@ -18,17 +23,19 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import redis
 
 from shared import lifecycle
 from shared.clock import utcnow
 from shared.errors import PermanentProviderError, ProviderError
 from shared.jobs import StoredJob, SyncJobStore
-from shared.schemas import Checklist, Job, JobError
-from worker.budget import GroqBudget
+from shared.schemas import Checklist, Job, JobError, Usage
+from worker.budget import GroqBudget, Reservation
 from worker.durable import persist
 from worker.heartbeat import InFlight
-from worker.providers.base import ChecklistProvider
+from worker.providers.base import ChecklistProvider, Spend, spend_of
 from worker.retry import RetryPolicy
 
 __all__ = ["Done", "JobProcessor", "RetryIn"]
@@ -88,20 +95,40 @@ class JobProcessor:
             log.info("job %s skipped: %s", job_id, settled.status)
             return settled
         assert stored is not None
+        reservation = Reservation(wait=0.0)
         if self.budget is not None:
             # Wait for the shared budget before the attempt starts, so waiting costs no attempt.
-            wait = self.budget.reserve()
-            if wait > 0:
-                wait += _budget_jitter.uniform(0, 0.1 * wait + 0.05)
-                log.info("job %s waits %.2fs for the Groq budget", job_id, wait)
-                deferred = self.store.retry_later(stored, stored.job, wait, event="job.queued")
-                return RetryIn(wait, "budget") if deferred else Done("superseded")
+            reservation = self.budget.reserve()
+            if reservation.wait > 0:
+                return self._wait_for_budget(stored, reservation.wait)
         started = self._start(job_id, stored, worker)
         if isinstance(started, Done):
             log.info("job %s skipped: %s", job_id, started.status)
+            self._settle(reservation, Spend())  # no call was made: give the reservation back
             return started
         with self.in_flight.holding(job_id):
-            return self._attempt(started)
+            return self._attempt(started, reservation)
+
+    def _wait_for_budget(self, stored: StoredJob, wait: float) -> Outcome:
+        wait += _budget_jitter.uniform(0, 0.1 * wait + 0.05)
+        log.info("job %s waits %.2fs for the Groq budget", stored.job.id, wait)
+        until = self.clock() + timedelta(seconds=wait)
+        deferred = self.store.retry_later(
+            stored, lifecycle.wait_for_budget(stored.job, until), wait, event="job.queued"
+        )
+        return RetryIn(wait, "budget") if deferred else Done("superseded")
+
+    def _settle(self, reservation: Reservation, spend: Spend) -> None:
+        if self.budget is None or not reservation.id:
+            return
+        try:
+            booked = self.budget.settle(reservation, spend)
+        except redis.RedisError as exc:
+            # The reservation's estimate stays in the window until it leaves it; nothing is lost.
+            log.warning("could not settle a Groq budget reservation: %s", exc)
+            return
+        if booked:
+            log.info("Groq reports fewer tokens left than the budget counted: %d tokens booked", booked)
 
     def _start(self, job_id: str, stored: StoredJob, worker: str) -> StoredJob | Done:
         """Move the job (as read in `stored`) to running under this worker's lease.
@@ -122,42 +149,48 @@ class JobProcessor:
             assert reread is not None
             stored = reread
 
-    def _attempt(self, started: StoredJob) -> Outcome:
+    def _attempt(self, started: StoredJob, reservation: Reservation) -> Outcome:
         attempt = started.job.attempts
+        spend = Spend()
         try:
-            checklist = self.provider.generate(started.job.request)
+            generation = self.provider.generate(started.job.request)
+            spend = generation.spend
         except ProviderError as error:
-            return self._after_failure(started, error, attempt)
+            spend = spend_of(error)
+            self._settle(reservation, spend)
+            return self._after_failure(started, error, attempt, spend.usage)
         except Exception:
             log.exception("job %s: unexpected error in provider %s", started.job.id, self.provider.name)
+            self._settle(reservation, Spend(calls=1))  # a call may have been made: keep the estimate
             return self._finish_failed(started, JobError(code="internal_error", message="unexpected worker error"))
-        return self._finish(started, checklist)
+        self._settle(reservation, spend)
+        return self._finish(started, generation.checklist, spend.usage)
 
-    def _after_failure(self, started: StoredJob, error: ProviderError, attempt: int) -> Outcome:
+    def _after_failure(self, started: StoredJob, error: ProviderError, attempt: int, usage: Usage | None) -> Outcome:
         job_error = JobError(code=error.code, message=error.message)
         log.warning("job %s attempt %d failed: %s (%s)", started.job.id, attempt, error.code, error.message)
         if self.policy.should_retry(error, attempt):
             delay = self.policy.delay(error, attempt)
             requeued = self._persist(
-                lambda: self.store.retry_later(started, lifecycle.requeue(started.job, job_error), delay),
+                lambda: self.store.retry_later(started, lifecycle.requeue(started.job, job_error, usage), delay),
                 "the retry",
                 started.job,
             )
             return RetryIn(delay, "retry") if requeued else Done("superseded")
         if self.fallback is not None and not isinstance(error, PermanentProviderError):
-            checklist = self.fallback.generate(started.job.request)
+            checklist = self.fallback.generate(started.job.request).checklist
             note = f"{self.provider.name} was unavailable ({error.code}); this checklist is the offline fallback."
             checklist.warnings.insert(0, note)
-            return self._finish(started, checklist)
-        return self._finish_failed(started, job_error)
+            return self._finish(started, checklist, usage)
+        return self._finish_failed(started, job_error, usage)
 
-    def _finish(self, started: StoredJob, checklist: Checklist) -> Outcome:
-        new = lifecycle.succeed(started.job, checklist, self.clock())
+    def _finish(self, started: StoredJob, checklist: Checklist, usage: Usage | None = None) -> Outcome:
+        new = lifecycle.succeed(started.job, checklist, self.clock(), usage)
         done = self._persist(lambda: self.store.transition(started, new), "the checklist", started.job)
         return Done("succeeded" if done else "superseded")
 
-    def _finish_failed(self, started: StoredJob, error: JobError) -> Outcome:
-        new = lifecycle.fail(started.job, error, self.clock())
+    def _finish_failed(self, started: StoredJob, error: JobError, usage: Usage | None = None) -> Outcome:
+        new = lifecycle.fail(started.job, error, self.clock(), usage)
         done = self._persist(lambda: self.store.transition(started, new), "the failure", started.job)
         return Done("failed" if done else "superseded")
 

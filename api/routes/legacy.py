@@ -1,7 +1,8 @@
 """POST /api/v1/generate-checklist: the old synchronous endpoint, kept for its clients.
 
 It enqueues a job like any other, waits (event-driven) up to `LEGACY_WAIT` seconds, and answers
-in the old shape; a job still running by then gets `202` with its link to poll.
+in the old shape; a job still running by then gets `202` with its link to poll, and with
+`waiting` when the job is held back by the shared Groq budget (until when, at the earliest).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, Documented
 from api.problems import PROBLEM_JSON, Problem, problem_response, problem_responses
 from api.routes.checklists import json_response
 from api.service import accepted
-from shared.schemas import Job, LegacyItem, LegacyRequest, LegacyResponse, SubmitAccepted
+from shared.schemas import Job, LegacyAccepted, LegacyItem, LegacyRequest, LegacyResponse
 from shared.validation import decode_body, normalise_trip
 
 __all__ = ["generate_checklist", "legacy_shape"]
@@ -59,8 +60,9 @@ def legacy_shape(job: Job) -> LegacyResponse:
     responses={
         **problem_responses(*PRINCIPAL_ERRORS, *BODY_ERRORS),
         HTTP_202_ACCEPTED: ResponseSpec(
-            SubmitAccepted,
-            description="Not done within `LEGACY_WAIT` seconds: poll `Location`",
+            LegacyAccepted,
+            description="Not done within `LEGACY_WAIT` seconds: poll `Location`. `waiting` says when the job "
+            "is held back by the shared Groq budget, and until when at the earliest",
             generate_examples=False,
         ),
         HTTP_502_BAD_GATEWAY: ResponseSpec(
@@ -88,4 +90,8 @@ async def generate_checklist(request: Request[Any, Any, Any]) -> Response[Legacy
             title="Checklist generation failed",
             detail=f"job {job.id}: {job.error.message}",
         )
-    return json_response(_encoder.encode(accepted(job)), HTTP_202_ACCEPTED, {"Location": job.links.self_})
+    pending = accepted(job)
+    body = LegacyAccepted(
+        id=pending.id, status=pending.status, created_at=pending.created_at, links=pending.links, waiting=job.waiting
+    )
+    return json_response(_encoder.encode(body), HTTP_202_ACCEPTED, {"Location": job.links.self_})

@@ -5,6 +5,10 @@ in order (then `default`). It records every request it receives, so tests can ch
 real `groq` SDK sent (model, response_format, the prompt) and when.
 
     server.script(Reply.rate_limited(retry_after=1), Reply.ok())
+
+A 200 carries `usage` as Groq reports it (reasoning tokens under `completion_tokens_details`),
+the `finish_reason` of its choice (`Reply.truncated()` says "length"), and any headers scripted,
+such as Groq's `x-ratelimit-*` (`Reply.ok(headers=ratelimit_headers(...))`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,30 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeGroq", "Received", "Reply", "good_checklist"]
+__all__ = ["DEFAULT_USAGE", "FakeGroq", "Received", "Reply", "good_checklist", "ratelimit_headers"]
+
+#: What a 200 reports spending unless a reply says otherwise.
+DEFAULT_USAGE: dict[str, Any] = {
+    "prompt_tokens": 100,
+    "completion_tokens": 200,
+    "total_tokens": 300,
+    "completion_tokens_details": {"reasoning_tokens": 40},
+}
+
+
+def ratelimit_headers(
+    remaining_tokens: int, reset_tokens: str = "7.66s", remaining_requests: int = 999
+) -> dict[str, str]:
+    """Groq's rate-limit headers: tokens per minute, requests per day."""
+    return {
+        "x-ratelimit-limit-requests": "1000",
+        "x-ratelimit-limit-tokens": "8000",
+        "x-ratelimit-remaining-requests": str(remaining_requests),
+        "x-ratelimit-remaining-tokens": str(remaining_tokens),
+        "x-ratelimit-reset-requests": "1m26.4s",
+        "x-ratelimit-reset-tokens": reset_tokens,
+    }
+
 
 CATEGORIES = ["documents", "money", "health", "clothing", "toiletries", "electronics", "bookings", "transport"]
 
@@ -49,10 +76,23 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     error_code: str | None = None
+    finish_reason: str = "stop"
+    usage: dict[str, Any] | None = None  # None: DEFAULT_USAGE
 
     @classmethod
-    def ok(cls, answer: dict[str, Any] | None = None, delay: float = 0.0) -> Reply:
-        return cls(content=json.dumps(answer or good_checklist()), delay=delay)
+    def ok(
+        cls,
+        answer: dict[str, Any] | None = None,
+        delay: float = 0.0,
+        usage: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        return cls(content=json.dumps(answer or good_checklist()), delay=delay, usage=usage, headers=headers or {})
+
+    @classmethod
+    def truncated(cls) -> Reply:
+        """A 200 whose answer stopped at `max_completion_tokens`: half a JSON object."""
+        return cls(content=json.dumps(good_checklist())[:150], finish_reason="length")
 
     @classmethod
     def content_text(cls, text: str) -> Reply:
@@ -161,7 +201,8 @@ class FakeGroq:
                     error = {"message": f"fake error {reply.status}", "type": "fake", "code": reply.error_code}
                     self._send(reply.status, {"error": error}, reply.headers)
                 else:
-                    self._send(200, _completion(body.get("model", "unknown"), reply.content or ""), reply.headers)
+                    completion = _completion(body.get("model", "unknown"), reply)
+                    self._send(200, completion, reply.headers)
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 self._send_bytes(status, json.dumps(payload).encode(), headers or {})
@@ -181,12 +222,13 @@ class FakeGroq:
         return Handler
 
 
-def _completion(model: str, content: str) -> dict[str, Any]:
+def _completion(model: str, reply: Reply) -> dict[str, Any]:
+    message = {"role": "assistant", "content": reply.content or ""}
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 200, "total_tokens": 300},
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+        "usage": reply.usage or DEFAULT_USAGE,
     }

@@ -303,9 +303,20 @@ BAD_TRIPS = [
     ({**TRIP, "travelers": {"adults": 0, "children": 0}}, "$.travelers"),
     ({**TRIP, "travelers": {"adults": -1}}, "$.travelers.adults"),
     ({**TRIP, "language": "not a tag"}, "$.language"),
+    ({**TRIP, "accommodation": "x" * 51}, "$.accommodation"),
+    ({**TRIP, "accommodation": "  "}, "$.accommodation"),
     ({"location": "Kyoto"}, "$.days"),
     ([TRIP], "$"),
 ]
+
+
+@pytest.mark.parametrize("lodging", ["hotel", "friends_family", "teahouse", "villa with a pool", "liveaboard"])
+async def test_accommodation_is_whatever_the_traveller_writes(idle_api: httpx.AsyncClient, lodging: str) -> None:
+    response = await idle_api.post("/api/v1/checklists", json={**TRIP, "accommodation": lodging})
+
+    assert response.status_code == 202, response.text
+    job = (await idle_api.get(response.headers["location"])).json()
+    assert job["request"]["accommodation"] == lodging
 
 
 @pytest.mark.parametrize(("body", "field"), BAD_TRIPS)

@@ -14,7 +14,9 @@ from shared import keys, lifecycle
 from shared.clock import utcnow
 from shared.errors import ProviderError, UpstreamAuthFailed, UpstreamUnavailable
 from shared.jobs import SyncJobStore
-from shared.schemas import Checklist, TripRequest
+from shared.schemas import TripRequest, Usage
+from worker.budget import GroqBudget
+from worker.providers.base import Generation, Spend
 from worker.providers.offline.offline import OfflineProvider
 from worker.retry import RetryPolicy
 from worker.service import Done, JobProcessor, RetryIn
@@ -31,7 +33,7 @@ class ScriptedProvider:
     calls: int = 0
     name: str = "scripted"
 
-    def generate(self, trip: TripRequest) -> Checklist:
+    def generate(self, trip: TripRequest) -> Generation:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
@@ -135,7 +137,7 @@ def test_a_started_job_is_held_by_the_workers_lease_and_leaves_pending_when_done
     seen: list[float | None] = []
 
     class Watching(ScriptedProvider):
-        def generate(self, trip: TripRequest) -> Checklist:
+        def generate(self, trip: TripRequest) -> Generation:
             seen.append(client.zscore(keys.PENDING, job_id))
             seen.append(redis_now(client))
             return super().generate(trip)
@@ -193,7 +195,7 @@ def test_an_unexpected_provider_bug_fails_the_job_without_details(client: redis.
     job_id = new_job(client)
 
     class Broken(ScriptedProvider):
-        def generate(self, trip: TripRequest) -> Checklist:
+        def generate(self, trip: TripRequest) -> Generation:
             raise ZeroDivisionError("secret internals")
 
     outcome = processor(client, Broken()).process(job_id, WORKER)
@@ -204,3 +206,93 @@ def test_an_unexpected_provider_bug_fails_the_job_without_details(client: redis.
     assert stored.job.error is not None
     assert stored.job.error.code == "internal_error"
     assert "secret" not in stored.job.error.message
+
+
+@dataclass
+class Spending(ScriptedProvider):
+    """Answers like the offline provider, reporting that it spent `spend` upstream."""
+
+    spend: Spend = field(default_factory=Spend)
+
+    def generate(self, trip: TripRequest) -> Generation:
+        self.calls += 1
+        return Generation(OfflineProvider().checklist(trip), self.spend)
+
+
+def budget_entries(client: redis.Redis) -> list[str]:
+    """The budget window's entries, `<reservation>:<tokens>`."""
+    return [bytes(member).decode() for member in client.zrange(keys.GROQ_BUDGET, 0, -1)]  # type: ignore[arg-type]
+
+
+USAGE = Usage(calls=2, prompt_tokens=500, completion_tokens=200, reasoning_tokens=50, total_tokens=700)
+
+
+def test_a_job_waiting_for_the_budget_says_so_until_it_starts(client: redis.Redis) -> None:
+    client.delete(keys.GROQ_BUDGET)
+    budget = GroqBudget(client, requests=1, tokens=0, tokens_per_call=1, window=30)
+    assert budget.reserve().wait == 0  # the window's only call is taken
+    job_id = new_job(client)
+    store = SyncJobStore(client, job_ttl=60)
+
+    outcome = processor(client, ScriptedProvider(), budget=budget).process(job_id, WORKER)
+
+    waiting = store.get(job_id)
+    assert isinstance(outcome, RetryIn)
+    assert outcome.reason == "budget"
+    assert waiting is not None
+    assert waiting.job.status == "queued"
+    assert waiting.job.attempts == 0
+    assert waiting.job.waiting is not None
+    assert waiting.job.waiting.reason == "upstream_budget"
+    assert 29 <= (waiting.job.waiting.until - utcnow()).total_seconds() <= 34
+    client.delete(keys.GROQ_BUDGET)  # the budget frees up, and the job is due
+    client.hset(keys.job(job_id), "due", 0)
+
+    assert processor(client, ScriptedProvider(), budget=budget).process(job_id, WORKER) == Done("succeeded")
+    done = store.get(job_id)
+    assert done is not None
+    assert done.job.waiting is None
+
+
+def test_the_reservation_is_settled_with_the_usage_reported_and_usage_is_recorded(client: redis.Redis) -> None:
+    client.delete(keys.GROQ_BUDGET)
+    budget = GroqBudget(client, requests=10, tokens=10_000, tokens_per_call=2_500, window=30)
+    job_id = new_job(client)
+
+    outcome = processor(client, Spending(spend=Spend(calls=2, usage=USAGE)), budget=budget).process(job_id, WORKER)
+
+    entries = budget_entries(client)
+    stored = SyncJobStore(client, job_ttl=60).get(job_id)
+    assert outcome == Done("succeeded")
+    assert len(entries) == 2  # two calls (an answer and its repair): two requests
+    assert sum(int(entry.rsplit(":", 1)[1]) for entry in entries) == 700  # not the 2,500 estimated
+    assert stored is not None
+    assert stored.job.usage == USAGE
+
+
+def test_what_a_failed_attempt_spent_is_recorded_and_settled_too(client: redis.Redis) -> None:
+    client.delete(keys.GROQ_BUDGET)
+    budget = GroqBudget(client, requests=10, tokens=10_000, tokens_per_call=2_500, window=30)
+    error = UpstreamUnavailable("down")
+    error.spend = Spend(calls=1, usage=USAGE)
+    job_id = new_job(client)
+
+    processor(client, ScriptedProvider([error]), budget=budget).process(job_id, WORKER)
+
+    stored = SyncJobStore(client, job_ttl=60).get(job_id)
+    assert stored is not None
+    assert stored.job.status == "queued"
+    assert stored.job.usage == USAGE
+    assert [entry.rsplit(":", 1)[1] for entry in budget_entries(client)] == ["700"]
+
+
+def test_a_job_that_is_not_started_gives_its_reservation_back(client: redis.Redis) -> None:
+    client.delete(keys.GROQ_BUDGET)
+    budget = GroqBudget(client, requests=10, tokens=0, tokens_per_call=1, window=30)
+    job_id = new_job(client)
+    client.hset(keys.job(job_id), "due", redis_now(client) + 60)  # a retry's countdown is still running
+
+    outcome = processor(client, ScriptedProvider(), budget=budget).process(job_id, WORKER)
+
+    assert outcome == Done("not_due")
+    assert client.zcard(keys.GROQ_BUDGET) == 0

@@ -15,7 +15,7 @@ PROVIDER = OfflineProvider()
 
 def generate(**fields: object) -> Checklist:
     base: dict[str, object] = {"location": "Paris, France", "days": 4, "transport": "train", "occasion": "visit"}
-    return PROVIDER.generate(TripRequest(**(base | fields)))  # type: ignore[arg-type]
+    return PROVIDER.checklist(TripRequest(**(base | fields)))  # type: ignore[arg-type]
 
 
 def texts(checklist: Checklist) -> list[str]:
@@ -45,9 +45,8 @@ def test_output_is_deterministic_and_within_bounds() -> None:
     [("Tokyo", "JP"), ("Lisboa", "PT"), ("Paris, France", "FR"), ("Japan", "JP"), ("USA", "US"), ("Zürich", "CH")],
 )
 def test_places_resolve_from_geonames_data(text: str, country: str) -> None:
-    place = gazetteer().resolve(text)
+    (place,) = gazetteer().resolve_all(text)
 
-    assert place is not None
     assert place.country.code == country
 
 
@@ -135,3 +134,129 @@ def test_unknown_places_and_other_languages_are_flagged_honestly() -> None:
 
     assert any("not recognised" in warning for warning in checklist.warnings)
     assert any("English only" in warning for warning in checklist.warnings)
+
+
+# Each rule, with the trip that motivated it.
+
+
+def test_a_cruise_brings_port_documents_formal_nights_and_seasickness_remedies() -> None:
+    checklist = generate(location="the Caribbean", origin="Miami, USA", occasion="cruise", accommodation="cruise ship")
+
+    assert has(checklist, "port of call")
+    assert has(checklist, "Cruise boarding documents")
+    assert has(checklist, "formal nights")
+    assert has(checklist, "Seasickness")
+
+
+def test_a_cruise_in_the_north_brings_a_warm_layer_for_the_deck() -> None:
+    checklist = generate(location="Norwegian fjords", occasion="cruise", start_date=date(2027, 6, 10))
+
+    assert has(checklist, "windproof layer for the deck")
+
+
+def test_sailing_brings_deck_shoes_and_a_dry_bag() -> None:
+    checklist = generate(location="Split, Croatia", occasion="sailing holiday", accommodation="catamaran")
+
+    assert has(checklist, "deck shoes")
+    assert has(checklist, "Dry bag")
+    assert has(checklist, "Seasickness")
+
+
+def test_a_high_trek_brings_acclimatisation_a_sleeping_bag_and_water_purification() -> None:
+    checklist = generate(
+        location="Nepal",
+        origin="London",
+        days=16,
+        transport="plane",
+        occasion="trekking holiday",
+        activities=["Everest Base Camp trek"],
+        accommodation="teahouse",
+        start_date=date(2027, 10, 5),
+    )
+
+    assert has(checklist, "altitude sickness")
+    assert has(checklist, "Warm sleeping bag")
+    assert has(checklist, "Water purification")
+    assert has(checklist, "Head torch")
+    assert has(checklist, "insurance covers trekking up to 5,364 m")
+    assert any("Altitude sickness" in warning for warning in checklist.warnings)
+    assert not has(checklist, "Swimwear")
+
+
+def test_a_high_city_brings_altitude_advice_without_trekking_gear() -> None:
+    checklist = generate(location="La Paz, Bolivia", transport="bus", start_date=date(2027, 7, 15))
+
+    assert has(checklist, "altitude sickness")
+    assert has(checklist, "Warm coat")
+    assert not has(checklist, "sleeping bag")
+
+
+def test_winter_at_high_latitudes_brings_traction_and_winter_boots() -> None:
+    checklist = generate(location="Lapland", origin="Paris", occasion="husky safari", start_date=date(2027, 12, 18))
+
+    assert has(checklist, "Ice grips")
+    assert has(checklist, "winter boots")
+    assert not has(checklist, "Insect repellent")  # a husky safari is no jungle
+    assert not has(checklist, "Swimwear")
+
+
+def test_a_festival_brings_wristbands_wipes_ponchos_and_earplugs() -> None:
+    checklist = generate(location="Glastonbury, UK", occasion="music festival", accommodation="tent")
+
+    assert has(checklist, "wristband")
+    assert has(checklist, "Wet wipes")
+    assert has(checklist, "Rain poncho")
+    assert has(checklist, "Earplugs")
+    assert has(checklist, "Tent")
+
+
+def test_children_abroad_need_their_own_passports_and_protection() -> None:
+    checklist = generate(
+        location="Algarve",
+        origin="Dublin",
+        transport="plane",
+        travelers=Travelers(adults=2, children=2),
+        start_date=date(2027, 7, 25),
+    )
+
+    assert has(checklist, "Passport for each child")
+    assert has(checklist, "Children's sun hats")
+
+
+def test_children_on_a_boat_need_life_jackets() -> None:
+    checklist = generate(location="Mallorca", accommodation="catamaran", travelers=Travelers(adults=2, children=1))
+
+    assert has(checklist, "life jackets")
+
+
+def test_children_at_altitude_need_a_doctors_advice() -> None:
+    checklist = generate(location="Cusco, Peru", travelers=Travelers(adults=2, children=1))
+
+    assert has(checklist, "altitude is safe for your children")
+
+
+def test_a_campervan_brings_campsites_and_a_driving_licence() -> None:
+    checklist = generate(location="Scottish Highlands", transport="other", accommodation="motorhome")
+
+    assert has(checklist, "campsites")
+    assert has(checklist, "driving licence")
+
+
+def test_mountain_huts_bring_a_sleeping_bag_liner() -> None:
+    assert has(generate(location="Innsbruck, Austria", accommodation="mountain hut"), "Sleeping bag liner")
+
+
+def test_any_lodging_word_is_accepted_and_unknown_ones_change_nothing() -> None:
+    assert len(generate(accommodation="a yurt by the lake").items) >= 10
+
+
+def test_several_countries_with_many_currencies_get_one_currency_item() -> None:
+    checklist = generate(location="Southeast Asia", origin="London", transport="plane", days=30)
+
+    assert has(checklist, "Check which currency each stop uses")
+
+
+def test_a_stop_that_is_not_recognised_is_named_in_the_warnings() -> None:
+    checklist = generate(location="Rome and Atlantis Under The Sea")
+
+    assert any("'Atlantis Under The Sea' was not recognised" in warning for warning in checklist.warnings)

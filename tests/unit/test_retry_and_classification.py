@@ -17,7 +17,8 @@ from shared.errors import (
     UpstreamRejectedRequest,
     UpstreamUnavailable,
 )
-from worker.providers.groq import classify_status, retry_after_seconds
+from worker.providers.base import UpstreamLimits
+from worker.providers.groq import classify_status, rate_limits, retry_after_seconds
 from worker.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=5, base=2.0, cap=60.0)
@@ -111,3 +112,19 @@ def test_retry_after_may_be_an_http_date() -> None:
     headers = httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"})
 
     assert retry_after_seconds(headers, now=1445412500.0) == pytest.approx(10.0)
+
+
+def test_groqs_rate_limit_headers_say_what_is_left() -> None:
+    headers = httpx.Headers(
+        {
+            "x-ratelimit-remaining-requests": "14370",
+            "x-ratelimit-remaining-tokens": "5840",
+            "x-ratelimit-reset-requests": "2m59.56s",
+            "x-ratelimit-reset-tokens": "7.66s",
+        }
+    )
+
+    assert rate_limits(headers) == UpstreamLimits(
+        remaining_tokens=5840, reset_tokens=7.66, remaining_requests=14370, reset_requests=179.56
+    )
+    assert rate_limits(httpx.Headers({"x-ratelimit-remaining-tokens": "lots"})) is None

@@ -153,3 +153,15 @@ def test_auth_and_limit_defaults() -> None:
 def test_production_refuses_a_short_previous_signing_key() -> None:
     with pytest.raises(SettingsError, match="SECRET_KEY_PREVIOUS"):
         load_settings(GOOD_PRODUCTION | {"SECRET_KEY_PREVIOUS": "short"})
+
+
+def test_groq_sampling_settings_have_documented_defaults_and_are_validated() -> None:
+    groq = load_settings({}).groq
+    assert (groq.temperature, groq.seed, groq.reasoning_effort, groq.max_output_tokens) == (0.2, 7, "low", 4096)
+
+    tuned = load_settings({"GROQ_TEMPERATURE": "0", "GROQ_SEED": "none", "GROQ_REASONING_EFFORT": "HIGH"}).groq
+    assert (tuned.temperature, tuned.seed, tuned.reasoning_effort) == (0.0, None, "high")
+
+    with pytest.raises(SettingsError) as bad:
+        load_settings({"GROQ_TEMPERATURE": "3", "GROQ_SEED": "x", "GROQ_REASONING_EFFORT": "max"})
+    assert len(bad.value.problems) == 3

@@ -97,3 +97,24 @@ def test_dates_must_span_exactly_the_days() -> None:
 
 def test_a_start_date_alone_is_fine() -> None:
     assert normalise_trip(trip(start_date=date(2027, 5, 1))).start_date == date(2027, 5, 1)
+
+
+def test_accommodation_is_free_text_trimmed_and_bounded() -> None:
+    assert normalise_trip(trip(accommodation="  teahouse ")).accommodation == "teahouse"
+    assert normalise_trip(trip(accommodation="cruise")).accommodation == "cruise"
+    decoded = decode_body(
+        b'{"location":"Paris","days":3,"transport":"car","occasion":"visit","accommodation":"villa with a pool"}',
+        TripRequest,
+    )
+    assert decoded.accommodation == "villa with a pool"
+    with pytest.raises(InvalidRequest) as long:
+        decode_body(
+            b'{"location":"Paris","days":3,"transport":"car","occasion":"visit","accommodation":"' + b"x" * 51 + b'"}',
+            TripRequest,
+        )
+    assert long.value.field == "$.accommodation"
+    with pytest.raises(InvalidRequest) as blank:
+        normalise_trip(trip(accommodation="   "))
+    assert blank.value.field == "$.accommodation"
+    with pytest.raises(InvalidRequest, match="control characters"):
+        normalise_trip(trip(accommodation="hut\x00"))

@@ -1,8 +1,18 @@
-"""The Groq provider: the official SDK, structured output, errors classified for the retry layer.
+"""The Groq provider: the official SDK, grounded prompts, structured output, answers checked.
 
-The SDK's own retries are off (`max_retries=0`): Celery owns retrying, as countdowns, so a
-waiting retry never holds a worker slot. One unusable answer gets one immediate repair request
-in the same attempt; a second unusable answer fails the attempt.
+Before the call, the trip's facts are derived with the offline generator's knowledge
+(`worker.providers.facts`) and sent as a second data block. The answer is parsed and checked
+against those facts (`worker.providers.checks`): an unusable answer, or one that breaks a hard
+rule (an adapter where the plugs fit, a visa for a domestic trip, ...), gets one repair request in
+the same attempt. What the repair leaves broken the service corrects itself, and says so in the
+checklist's warnings; a second unusable answer fails the attempt.
+
+An answer cut off at the completion limit (`finish_reason: "length"`) is asked for once more with
+twice the limit, then fails the job as `upstream_output_truncated`. Every call's `usage` and the
+last response's `x-ratelimit-*` headers are handed back (`Spend`), for the job and the budget.
+
+The SDK's own retries are off (`max_retries=0`): the worker owns retrying, as countdowns in
+Redis, so a waiting retry never holds a worker slot.
 """
 
 from __future__ import annotations
@@ -10,10 +20,12 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import groq
 import httpx
+import msgspec
 
 from shared.errors import (
     InvalidModelOutput,
@@ -21,20 +33,34 @@ from shared.errors import (
     UpstreamAuthFailed,
     UpstreamBadResponse,
     UpstreamModelNotFound,
+    UpstreamOutputTruncated,
     UpstreamRateLimited,
     UpstreamRejectedRequest,
     UpstreamUnavailable,
 )
-from shared.schemas import Checklist, GeneratedBy, TripRequest
+from shared.schemas import Checklist, GeneratedBy, TripRequest, Usage
 from shared.settings import GroqSettings
+from worker.providers.base import Generation, Spend, UpstreamLimits
+from worker.providers.checks import Violation, correct, violations
+from worker.providers.facts import TripFacts, derive_facts, facts_as_data
+from worker.providers.offline.geo import Gazetteer, gazetteer
 from worker.providers.parse import parse_checklist
 from worker.providers.prompt import MODEL_OUTPUT_SCHEMA, Message, build_messages, repair_message
 
-__all__ = ["STRICT_SCHEMA_MODELS", "GroqProvider", "classify_status", "retry_after_seconds"]
+__all__ = [
+    "REASONING_MODELS",
+    "STRICT_SCHEMA_MODELS",
+    "GroqProvider",
+    "classify_status",
+    "rate_limits",
+    "retry_after_seconds",
+]
 
 #: Models on which Groq enforces `json_schema` with `strict: true` (constrained decoding);
 #: every other model gets `json_object` plus the schema in the prompt.
 STRICT_SCHEMA_MODELS = frozenset({"openai/gpt-oss-20b", "openai/gpt-oss-120b"})
+#: Models that take `reasoning_effort` low/medium/high (Groq's API reference).
+REASONING_MODELS = frozenset({"openai/gpt-oss-20b", "openai/gpt-oss-120b"})
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?(?:(?P<s>\d+(?:\.\d+)?)s)?")
 _RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
 
@@ -60,6 +86,71 @@ def retry_after_seconds(headers: httpx.Headers, now: float | None = None) -> flo
                 return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
     resets = [seconds for name in _RESET_HEADERS if (value := headers.get(name)) and (seconds := _duration(value))]
     return max(resets) if resets else None
+
+
+def _integer(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def rate_limits(headers: httpx.Headers) -> UpstreamLimits | None:
+    """What Groq's `x-ratelimit-*` headers say is left: tokens this minute, requests today."""
+    limits = UpstreamLimits(
+        remaining_tokens=_integer(headers.get("x-ratelimit-remaining-tokens")),
+        reset_tokens=_duration(headers.get("x-ratelimit-reset-tokens", "")),
+        remaining_requests=_integer(headers.get("x-ratelimit-remaining-requests")),
+        reset_requests=_duration(headers.get("x-ratelimit-reset-requests", "")),
+    )
+    return limits if limits != UpstreamLimits() else None
+
+
+@dataclass
+class _Meter:
+    """What one attempt's calls cost, summed as they happen."""
+
+    calls: int = 0
+    usage: Usage | None = None
+    limits: UpstreamLimits | None = None
+
+    def record(self, usage: Any, limits: UpstreamLimits | None) -> None:
+        self.calls += 1
+        self.limits = limits or self.limits
+        if usage is None:
+            return
+        details = getattr(usage, "completion_tokens_details", None)
+        reasoning = int(getattr(details, "reasoning_tokens", 0) or 0)
+        this = Usage(
+            calls=1,
+            prompt_tokens=int(usage.prompt_tokens or 0),
+            completion_tokens=int(usage.completion_tokens or 0),
+            reasoning_tokens=reasoning,
+            total_tokens=int(usage.total_tokens or 0),
+        )
+        if self.usage is None:
+            self.usage = this
+            return
+        self.usage = Usage(
+            calls=self.usage.calls + 1,
+            prompt_tokens=self.usage.prompt_tokens + this.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + this.completion_tokens,
+            reasoning_tokens=self.usage.reasoning_tokens + this.reasoning_tokens,
+            total_tokens=self.usage.total_tokens + this.total_tokens,
+        )
+
+    def spend(self) -> Spend:
+        usage = self.usage
+        if usage is not None and usage.calls != self.calls:
+            # Calls without a usage block still count as calls.
+            usage = Usage(
+                calls=self.calls,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                total_tokens=usage.total_tokens,
+            )
+        return Spend(calls=self.calls, usage=usage, limits=self.limits)
 
 
 def classify_status(error: groq.APIStatusError) -> ProviderError:
@@ -103,8 +194,9 @@ def _error_text(error: groq.APIStatusError) -> str:
 class GroqProvider:
     name = "groq"
 
-    def __init__(self, settings: GroqSettings) -> None:
+    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None) -> None:
         self.settings = settings
+        self.places = places or gazetteer()
         self.generated_by = GeneratedBy(provider="groq", model=settings.model)
         self.client = groq.Groq(
             api_key=settings.api_key,
@@ -121,15 +213,39 @@ class GroqProvider:
             }
         return {"type": "json_object"}
 
-    def _complete(self, messages: list[Message]) -> str | None:
+    def _options(self, limit: int) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "response_format": self._response_format(),
+            "temperature": self.settings.temperature,
+            "max_completion_tokens": limit,
+        }
+        if self.settings.seed is not None:
+            options["seed"] = self.settings.seed
+        if self.settings.model in REASONING_MODELS and self.settings.reasoning_effort != "none":
+            options["reasoning_effort"] = self.settings.reasoning_effort
+        return options
+
+    def _complete(self, messages: list[Message], meter: _Meter) -> str | None:
+        """One answer; cut off at the limit, asked once more with twice the limit."""
+        limit = self.settings.max_output_tokens
+        content, finish = self._call(messages, limit, meter)
+        if finish == "length":
+            content, finish = self._call(messages, limit * 2, meter)
+            if finish == "length":
+                raise UpstreamOutputTruncated(
+                    f"the answer was cut off at the completion limit ({limit} and then {limit * 2} tokens); "
+                    "raise GROQ_MAX_TOKENS or lower GROQ_REASONING_EFFORT"
+                )
+        return content
+
+    def _call(self, messages: list[Message], limit: int, meter: _Meter) -> tuple[str | None, str | None]:
         try:
-            completion = self.client.chat.completions.create(  # type: ignore[call-overload]
+            raw = self.client.chat.completions.with_raw_response.create(
                 model=self.settings.model,
-                messages=messages,  # plain dicts are the SDK's documented form
-                response_format=self._response_format(),
-                temperature=0.3,
-                max_completion_tokens=self.settings.max_output_tokens,
+                messages=messages,  # type: ignore[arg-type]  # plain dicts are the SDK's documented form
+                **self._options(limit),
             )
+            completion = raw.parse()
         except groq.APIStatusError as exc:
             raise classify_status(exc) from exc
         except groq.APITimeoutError as exc:
@@ -139,23 +255,50 @@ class GroqProvider:
         except (groq.APIResponseValidationError, ValueError) as exc:
             # The SDK raises a bare JSONDecodeError (a ValueError) for a body that is not JSON.
             raise UpstreamBadResponse(f"Groq's response was not a valid chat completion: {exc}") from exc
+        meter.record(getattr(completion, "usage", None), rate_limits(raw.headers))
         if not completion.choices:
             raise InvalidModelOutput("Groq's response had no choices")
-        content: str | None = completion.choices[0].message.content
-        return content
+        choice = completion.choices[0]
+        content: str | None = choice.message.content
+        return content, choice.finish_reason
 
-    def generate(self, trip: TripRequest) -> Checklist:
-        messages = build_messages(trip)
-        content = self._complete(messages)
+    def _judge(self, content: str | None, facts: TripFacts) -> tuple[Checklist | None, list[Violation], str]:
+        """The parsed answer (None if unusable), the hard rules it breaks, and what to tell the model."""
         try:
-            return parse_checklist(content, self.generated_by)
+            checklist = parse_checklist(content, self.generated_by)
         except InvalidModelOutput as problem:
-            repair = [
-                *messages,
-                {"role": "assistant", "content": (content or "")[:8000]},
-                repair_message(str(problem)),
-            ]
-            return parse_checklist(self._complete(repair), self.generated_by)
+            return None, [], str(problem)
+        broken = violations(checklist, facts)
+        told = "it contradicts facts the service verified: " + "; ".join(v.to_model for v in broken)
+        return checklist, broken, told if broken else ""
+
+    def generate(self, trip: TripRequest) -> Generation:
+        meter = _Meter()
+        try:
+            return Generation(self._generate(trip, meter), meter.spend())
+        except ProviderError as error:
+            error.spend = meter.spend()
+            raise
+
+    def _generate(self, trip: TripRequest, meter: _Meter) -> Checklist:
+        facts = derive_facts(trip, self.places)
+        messages = build_messages(trip, facts_as_data(facts))
+        content = self._complete(messages, meter)
+        checklist, broken, problem = self._judge(content, facts)
+        if not problem:
+            assert checklist is not None
+            return checklist
+        repair = [*messages, {"role": "assistant", "content": (content or "")[:8000]}, repair_message(problem)]
+        repaired, still_broken, second_problem = self._judge(self._complete(repair, meter), facts)
+        if repaired is None:
+            if checklist is None:
+                raise InvalidModelOutput(second_problem)
+            # The repair was unusable, the first answer was not: correct that one ourselves.
+            return correct(checklist, facts, broken)
+        fixed = [v for v in broken if v.rule not in {s.rule for s in still_broken}]
+        notes = [f"Corrected against verified facts: {v.to_traveller}." for v in fixed]
+        repaired = msgspec.structs.replace(repaired, warnings=[*repaired.warnings, *notes][:10])
+        return correct(repaired, facts, still_broken)
 
     def close(self) -> None:
         self.client.close()

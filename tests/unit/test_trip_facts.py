@@ -1,0 +1,136 @@
+"""The facts both providers reason from: places as travellers write them, and what follows."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from shared.schemas import TripRequest
+from worker.providers.facts import TripFacts, derive_facts, facts_as_data, lodging_kind
+from worker.providers.offline.geo import gazetteer
+
+
+def facts(**fields: object) -> TripFacts:
+    base: dict[str, object] = {"location": "Paris, France", "days": 4, "transport": "train", "occasion": "visit"}
+    return derive_facts(TripRequest(**(base | fields)), gazetteer())  # type: ignore[arg-type]
+
+
+def countries(text: str) -> set[str]:
+    return {place.country.code for place in gazetteer().resolve_all(text)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Iceland", {"IS"}),
+        ("the Caribbean", {"JM", "BB", "BS", "DO", "PR", "LC", "AW"}),
+        ("Patagonia", {"AR", "CL"}),
+        ("Tuscany", {"IT"}),
+        ("the Alps", {"AT", "FR", "IT", "CH", "DE"}),
+        ("Amsterdam, Berlin, Prague", {"NL", "DE", "CZ"}),
+        ("Greek islands", {"GR"}),
+        ("Trinidad and Tobago", {"TT"}),
+        ("Rome and Florence", {"IT"}),
+        ("Paris, Texas", {"US"}),
+        ("Bayern", {"DE"}),
+        ("Cornwall", {"GB"}),
+        ("North Macedonia", {"MK"}),
+    ],
+)
+def test_places_resolve_to_countries_as_travellers_write_them(text: str, expected: set[str]) -> None:
+    assert countries(text) == expected
+    assert gazetteer().unresolved(text) == []
+
+
+def test_a_city_with_its_country_is_one_stop_and_a_list_of_cities_is_several() -> None:
+    assert [place.name for place in gazetteer().resolve_all("Paris, France")] == ["Paris"]
+    assert [place.name for place in gazetteer().resolve_all("Amsterdam, Berlin, Prague")] == [
+        "Amsterdam",
+        "Berlin",
+        "Prague",
+    ]
+
+
+def test_a_country_has_a_latitude_only_when_its_people_live_in_a_narrow_band() -> None:
+    (iceland,) = gazetteer().resolve_all("Iceland")
+    (usa,) = gazetteer().resolve_all("USA")
+
+    assert iceland.latitude is not None
+    assert 63 < iceland.latitude < 67
+    assert usa.latitude is None  # from Miami to Anchorage: no one climate
+
+
+def test_an_unknown_part_of_a_location_is_reported_not_guessed() -> None:
+    assert gazetteer().unresolved("Rome and Atlantis Under The Sea") == ["Atlantis Under The Sea"]
+
+
+def test_high_places_carry_their_elevation_wherever_they_are_named() -> None:
+    trek = facts(location="Nepal", activities=["Everest Base Camp trek"], origin="London")
+
+    assert trek.max_elevation == 5364
+    assert trek.altitude_risk
+    assert not facts(location="Kathmandu").altitude_risk
+
+
+def test_any_international_leg_makes_the_trip_international_even_without_an_origin() -> None:
+    assert facts(location="Vienna and Budapest").international is True
+    assert facts(location="Vienna").international is None
+    assert facts(location="Vienna", origin="Salzburg, Austria").international is False
+
+
+def test_an_adapter_is_needed_when_any_stop_has_other_plugs() -> None:
+    assert facts(location="Paris and London", origin="Brussels, Belgium").adapter_plugs == ("G",)
+    assert facts(location="Berlin, Germany", origin="Vienna, Austria").adapter_plugs == ()
+    assert facts(location="Berlin, Germany").adapter_plugs is None  # origin unknown
+
+
+def test_the_coldest_and_the_hottest_stop_are_both_packed_for() -> None:
+    trip = facts(location="Reykjavik and Bangkok", start_date=date(2027, 1, 10))
+
+    assert trip.climates == {"cold", "hot"}
+
+
+def test_altitude_makes_a_tropical_city_cold() -> None:
+    assert facts(location="La Paz, Bolivia", start_date=date(2027, 7, 1)).climates == {"cold"}
+
+
+@pytest.mark.parametrize(
+    ("place", "day", "expected"),
+    [("Tromso", date(2027, 2, 1), True), ("Montreal", date(2027, 1, 20), True), ("Paris", date(2027, 1, 20), False)],
+)
+def test_winter_at_high_latitudes(place: str, day: date, expected: bool) -> None:
+    assert facts(location=place, start_date=day).high_latitude_winter is expected
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [
+        ("hotel", "hotel"),
+        ("friends_family", "friends_family"),
+        ("cruise", "cruise"),
+        ("all-inclusive resort", "hotel"),
+        ("villa", "rental"),
+        ("Guesthouse", "hotel"),
+        ("teahouse", "hut"),
+        ("sailing boat", "boat"),
+        ("my cousin's houseboat", "boat"),
+        ("motorhome", "campervan"),
+        ("a yurt", "other"),
+    ],
+)
+def test_lodging_words_are_normalised_to_the_kinds_the_rules_know(written: str, kind: str) -> None:
+    assert lodging_kind(written) == kind
+
+
+def test_the_facts_as_data_name_what_the_model_must_rely_on() -> None:
+    data = facts(location="London", origin="Paris, France", start_date=date(2027, 7, 1))
+
+    block = facts_as_data(data)
+
+    assert block["international"] is True
+    assert block["adapter_needed_for_plug_types"] == ["G"]
+    assert block["destinations"][0]["country_code"] == "GB"
+    assert block["destinations"][0]["season_on_arrival"] == "summer"
+    assert block["origin"]["plug_types"] == ["C", "E"]
+    assert block["travelers"] == {"adults": 1, "children": 0, "infants": 0}
