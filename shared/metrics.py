@@ -12,7 +12,13 @@ name they use is really exported by a running API and worker.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import redis
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.redis_mux import RedisUnavailable
+from shared.schemas import Job
 
 __all__ = [
     "AUTH_FAILURES",
@@ -39,6 +45,9 @@ __all__ = [
     "SSE_STREAMS_OPEN",
     "WEBHOOK_DELIVERIES",
     "WEBHOOK_DURATION",
+    "count_redis_error",
+    "observe_finished",
+    "observe_started",
 ]
 
 PREFIX = "tripcheck"
@@ -140,3 +149,32 @@ REDIS_ERRORS = Counter(
     "Redis commands that failed, by process (api, worker) and kind (unavailable, refused).",
     ["process", "kind"],
 )
+
+
+def count_redis_error(process: str, error: BaseException) -> None:
+    """One failed Redis command of `process`: `unavailable` (no answer in time, no connection,
+    loading) or `refused` (an error reply: full, read-only, ...)."""
+    unavailable = isinstance(
+        error, redis.ConnectionError | redis.TimeoutError | RedisUnavailable | OSError | TimeoutError
+    )
+    REDIS_ERRORS.labels(process, "unavailable" if unavailable else "refused").inc()
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def observe_started(job: Job) -> None:
+    """A job's attempt started: its first start measures how long it waited in the queue."""
+    if job.attempts == 1 and (waited := _seconds(job.created_at, job.started_at)) is not None:
+        JOB_QUEUE_WAIT.observe(waited)
+
+
+def observe_finished(job: Job) -> None:
+    """A job reached its final status (counted once: only the write that made it final calls this)."""
+    JOBS_FINISHED.labels(job.status, job.error.code if job.error is not None else "").inc()
+    if (took := _seconds(job.created_at, job.finished_at)) is not None:
+        JOB_DURATION.observe(took)
+    JOB_ATTEMPTS.observe(job.attempts)
