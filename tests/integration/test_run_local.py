@@ -99,7 +99,7 @@ class LocalRun:
                 continue
             if process.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if {"api": "uvicorn", "worker": "celery", "redis": "redis-server"}[name] in command:
+            if {"api": "api.serve", "worker": "celery", "redis": "redis-server"}[name] in command:
                 return process
         raise AssertionError(f"no {name} child:\n{self.output}")
 
