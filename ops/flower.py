@@ -80,6 +80,8 @@ def _prepare(env: MutableMapping[str, str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Flower serves its own process's metrics; the API's multiprocess directory is not for it.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     problem = _prepare(os.environ)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
