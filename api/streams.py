@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from api.events import JobEventHub
+from api.problems import redis_unavailable
 from api.service import ChecklistService, status_of
 from shared.jobs import JobStore, RecordedEvent
-from shared.redis_mux import RedisUnavailable
+from shared.redis_mux import RedisReplyError, RedisUnavailable
 from shared.schemas import TERMINAL_STATUSES
 
 __all__ = ["EVENT_TYPES", "HEARTBEAT", "EventStream", "EventStreamService", "StreamEvent", "parse_event_id"]
@@ -106,9 +107,11 @@ class EventStream:
         try:
             async for item in self._events():
                 yield item
-        except RedisUnavailable as exc:
+        except (RedisUnavailable, RedisReplyError) as exc:
+            if not redis_unavailable(exc):
+                raise
             # Headers are sent: no problem answer is possible. Ending the stream makes the client
-            # reconnect with its Last-Event-ID, and get a 503 while Redis is still away.
+            # reconnect with its Last-Event-ID, and get a 503 while Redis is still unavailable.
             log.warning("event stream of job %s ended: %s", self.job_id, exc)
 
     async def _events(self) -> AsyncIterator[StreamEvent | None]:

@@ -24,7 +24,7 @@ __all__ = ["JobEventsController"]
 _LAST_EVENT_ID = HeaderParameter(
     name="Last-Event-ID",
     description="The `id` of the last event received (EventSource sends it when it reconnects): the stream "
-    "resumes right after it. An id the job's record no longer holds (it keeps about the last 64 events) or "
+    "resumes right after it. An id the job's record no longer holds (it keeps at least the last 64 events) or "
     "never held starts the stream at the job's current state instead.",
 )
 _STREAM_DESCRIPTION = """The job's status changes, as Server-Sent Events:
