@@ -127,6 +127,7 @@ class EventStream:
                 if status in TERMINAL_STATUSES:
                     return
                 batch = []
+            quiet_until = time.monotonic() + heartbeat
             while True:
                 for entry in batch:
                     sent = await self._send(entry)
@@ -136,12 +137,12 @@ class EventStream:
                     if entry.type in TERMINAL_TYPES:
                         return
                     last = entry.id
+                    quiet_until = time.monotonic() + heartbeat
                 if len(batch) < _BATCH:
                     # Everything recorded so far is sent: sleep until the hub says something changed.
-                    deadline = time.monotonic() + heartbeat
-                    while (event := await watch.next(deadline - time.monotonic())) is None:
+                    while (event := await watch.next(quiet_until - time.monotonic())) is None:
                         yield HEARTBEAT
-                        deadline = time.monotonic() + heartbeat
+                        quiet_until = time.monotonic() + heartbeat
                     if any(woken.status == "deleted" for woken in [event, *watch.drain()]):
                         return
                 batch = await store.event_log(self.job_id, after=last, count=_BATCH)

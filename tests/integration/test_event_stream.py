@@ -322,6 +322,26 @@ async def test_a_quiet_stream_sends_comment_heartbeats(api: httpx.AsyncClient) -
     assert all(beat is not None and beat.comments == ["heartbeat"] and beat.event is None for beat in beats)
 
 
+async def test_wakes_that_bring_nothing_new_do_not_hold_heartbeats_back(api: httpx.AsyncClient, target: Target) -> None:
+    job_id = await submit(api)
+    nothing_new = msgspec.json.encode({"id": job_id, "owner": "", "status": "queued", "rev": 1})
+
+    async def wake_often() -> None:
+        while True:
+            target.redis.publish(keys.EVENTS_CHANNEL, nothing_new)
+            await asyncio.sleep(_HEARTBEAT / 5)
+
+    async with events_of(api, job_id) as stream:
+        await stream.event()
+        waking = asyncio.create_task(wake_often())
+        try:
+            beats = [await stream.next(timeout=5 * _HEARTBEAT) for _ in range(2)]
+        finally:
+            waking.cancel()
+
+    assert all(beat is not None and beat.comments == ["heartbeat"] for beat in beats)
+
+
 async def test_deleting_the_job_ends_its_open_stream(api: httpx.AsyncClient) -> None:
     job_id = await submit(api)
 
