@@ -30,10 +30,12 @@ from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
+from api.routes.events import JobEventsController
 from api.routes.health import live, metrics, ready
 from api.routes.legacy import generate_checklist
 from api.security import AccessControl, security_headers
 from api.service import ChecklistService
+from api.streams import EventStreamService
 from shared import keys
 from shared.jobs import JobStore
 from shared.queue import TaskEnvelopes, create_celery
@@ -80,6 +82,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             link=link,
             events=events,
             checklists=checklists,
+            streams=EventStreamService(checklists, heartbeat=settings.api.sse_heartbeat),
             auth=auth,
             authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
             limiter=limiter,
@@ -119,7 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors = CORSConfig(
             allow_origins=list(settings.api.allowed_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "Last-Event-ID"],
             expose_headers=[
                 "Location",
                 "Retry-After",
@@ -130,7 +133,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials="*" not in settings.api.allowed_origins,
         )
     return Litestar(
-        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready, metrics],
+        route_handlers=[
+            AuthController,
+            ChecklistController,
+            JobEventsController,
+            generate_checklist,
+            live,
+            ready,
+            metrics,
+        ],
         middleware=[AccessControl()],
         before_send=[security_headers(settings.app.environment == "production")],
         exception_handlers=exception_handlers(),

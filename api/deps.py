@@ -18,6 +18,7 @@ from api.auth.service import AuthService
 from api.events import JobEventHub
 from api.limits import RateLimiter
 from api.service import ChecklistService
+from api.streams import EventStreamService
 from shared.errors import MalformedBody, UnsupportedMediaType
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
@@ -31,6 +32,7 @@ class Resources:
     link: MultiplexedRedis
     events: JobEventHub
     checklists: ChecklistService
+    streams: EventStreamService
     auth: AuthService
     authenticator: Authenticator
     limiter: RateLimiter

@@ -77,6 +77,8 @@ class ApiSettings:
     """Upper bound of `?wait=` on GET /checklists/{id}."""
     max_body_bytes: int = 64 * 1024
     """Request bodies above this many bytes get 413."""
+    sse_heartbeat: float = 15.0
+    """Seconds an event stream may stay silent before it sends a comment (keeps proxies from closing it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         legacy_wait=read.number("LEGACY_WAIT", 25.0),
         max_wait=read.number("MAX_WAIT", 30.0),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+        sse_heartbeat=read.number("SSE_HEARTBEAT", 15.0, minimum=0.1),
     )
     groq = GroqSettings(
         api_key=read.optional("GROQ_API_KEY"),

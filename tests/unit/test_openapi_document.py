@@ -142,6 +142,10 @@ def test_each_answer_is_typed_and_says_its_headers(label: str, operation: dict[s
                 assert schema == {"$ref": "#/components/schemas/Problem"}
             elif media_type == "application/json":
                 assert "$ref" in schema, f"{status} {media_type} is not a model: {schema}"
+            elif media_type == "text/event-stream":  # the schema of one event: its data is the model
+                assert label == "GET /api/v1/checklists/{job_id}/events"
+                assert schema["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+                assert schema["required"] == ["event", "data"]
             else:
                 assert label == "GET /metrics"
                 assert media_type.startswith("text/plain")
