@@ -15,7 +15,7 @@ from datetime import datetime
 
 import msgspec
 
-from api.events import JobEventHub
+from api.events import RESUBSCRIBED, JobEventHub
 from shared import lifecycle
 from shared.clock import utcnow
 from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
@@ -113,6 +113,9 @@ class ChecklistService:
                     raise NotFound(f"checklist job {job_id!r} was deleted")
                 if event.status in TERMINAL_STATUSES:
                     return await self.get_doc(owner, job_id)
+                if event.status == RESUBSCRIBED:
+                    # Announcements made while the subscription was down are lost: look again.
+                    doc = await self.get_doc(owner, job_id)
             return doc
 
     async def wait_job(self, owner: str, job_id: str, timeout: float) -> Job:

@@ -7,6 +7,7 @@ The API sends heartbeats every 0.25 s here, so that waiting for one takes no tim
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -377,6 +378,29 @@ async def test_an_event_published_while_the_subscription_was_down_still_reaches_
 
     assert hub.subscribed
     assert kinds(events) == ["job.canceled"]
+
+
+async def test_a_long_poll_whose_final_event_was_lost_answers_once_the_subscription_is_back(
+    api: httpx.AsyncClient, target: Target
+) -> None:
+    job_id = await submit(api)
+    waiting = asyncio.create_task(api.get(f"/api/v1/checklists/{job_id}", params={"wait": 25}))
+    await asyncio.sleep(0.3)  # the long-poll waits for the job's events
+    stored = SyncJobStore(target.redis, job_ttl=600).get(job_id)
+    assert stored is not None
+    canceled = msgspec.json.encode(lifecycle.cancel(stored.job, utcnow()))
+    target.redis.register_script(job_scripts.TRANSITION.source)(
+        keys=[keys.job(job_id), keys.PENDING, keys.job_events(job_id), keys.OUTBOX, keys.user_webhooks("x")],
+        args=[stored.rev, "canceled", canceled, 600, f"nobody-listens-{uuid.uuid4().hex}", job_id],
+    )
+    began = time.monotonic()
+    for client in target.redis.client_list(_type="pubsub"):
+        if int(client["db"]) == _DB:
+            target.redis.client_kill_filter(_id=client["id"])
+    answered = await waiting
+
+    assert answered.json()["status"] == "canceled"
+    assert time.monotonic() - began < 10  # woken by the resubscription, not by its 25 s wait
 
 
 # --- who may read it ---------------------------------------------------------------------------------
