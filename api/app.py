@@ -32,13 +32,16 @@ from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
 from api.routes.health import live, metrics, ready
 from api.routes.legacy import generate_checklist
+from api.routes.webhooks import WebhookController, job_deliveries
 from api.security import AccessControl, security_headers
 from api.service import ChecklistService
+from api.webhooks import WebhookService
 from shared import keys
 from shared.jobs import JobStore
 from shared.queue import TaskEnvelopes, create_celery
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings, get_settings
+from shared.webhooks import WebhookStore
 
 __all__ = ["create_app"]
 
@@ -73,8 +76,17 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             idempotency_ttl=settings.jobs.idempotency_ttl,
             check_after=settings.worker.lease,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store)
-        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
+        celery = create_celery(settings)
+        webhooks = WebhookService(
+            store=WebhookStore(link, ttl=settings.jobs.ttl, check_after=settings.webhooks.hold),
+            jobs=store,
+            envelopes=TaskEnvelopes(celery, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE),
+            settings=settings.webhooks,
+        )
+        auth = AuthService(
+            accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store, webhooks.delete_owner
+        )
+        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(celery))
         app.state.resources = Resources(
             settings=settings,
             link=link,
@@ -84,6 +96,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
             limiter=limiter,
             trusted_proxies=[ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies],
+            webhooks=webhooks,
         )
         try:
             yield
@@ -118,7 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings.api.allowed_origins:
         cors = CORSConfig(
             allow_origins=list(settings.api.allowed_origins),
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
             expose_headers=[
                 "Location",
@@ -130,7 +143,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials="*" not in settings.api.allowed_origins,
         )
     return Litestar(
-        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready, metrics],
+        route_handlers=[
+            AuthController,
+            ChecklistController,
+            generate_checklist,
+            WebhookController,
+            job_deliveries,
+            live,
+            ready,
+            metrics,
+        ],
         middleware=[AccessControl()],
         before_send=[security_headers(settings.app.environment == "production")],
         exception_handlers=exception_handlers(),

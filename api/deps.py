@@ -18,6 +18,7 @@ from api.auth.service import AuthService
 from api.events import JobEventHub
 from api.limits import RateLimiter
 from api.service import ChecklistService
+from api.webhooks import WebhookService
 from shared.errors import MalformedBody, UnsupportedMediaType
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
@@ -35,6 +36,7 @@ class Resources:
     authenticator: Authenticator
     limiter: RateLimiter
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    webhooks: WebhookService
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:

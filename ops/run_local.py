@@ -23,6 +23,7 @@ import httpx
 import redis
 
 from ops.supervisor import Child, Supervisor, describe_exit
+from shared import keys
 from shared.embedded_redis import EmbeddedRedis
 from shared.errors import SettingsError
 from shared.settings import Settings, load_settings
@@ -62,9 +63,11 @@ def api_command(settings: Settings, host: str) -> list[str]:
 def worker_command(settings: Settings) -> list[str]:
     # No gossip or mingle: worker-to-worker chatter this service does not use (liveness is the
     # heartbeat in Redis), and each is one more connection to bring back after a Redis restart.
+    # Both queues: checklists and webhook deliveries (operators may run dedicated workers per queue).
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "-Q", "checklists", "--loglevel", settings.app.log_level, "--without-gossip", "--without-mingle",
+        "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}", "--loglevel", settings.app.log_level,
+        "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
 

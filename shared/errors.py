@@ -13,6 +13,7 @@
     │   ├── NotFound                  404 not_found
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   ├── JobNotCancelable          409 job_not_cancelable
+    │   ├── WebhookLimitReached       409 webhook_limit_reached
     │   └── DependencyUnavailable     503 dependency_unavailable
     └── ProviderError                 a checklist provider failed; stored on the job as `error`
         ├── RetryableProviderError    worth another attempt after `retry_after` (or backoff)
@@ -58,6 +59,7 @@ __all__ = [
     "UpstreamRejectedRequest",
     "UpstreamUnavailable",
     "WeakPassword",
+    "WebhookLimitReached",
 ]
 
 
@@ -166,6 +168,12 @@ class JobNotCancelable(ApiError):
     status = 409
     code = "job_not_cancelable"
     title = "Job already finished"
+
+
+class WebhookLimitReached(ApiError):
+    status = 409
+    code = "webhook_limit_reached"
+    title = "Too many webhook endpoints"
 
 
 class DependencyUnavailable(ApiError):
