@@ -44,6 +44,7 @@ __all__ = [
     "PUSH_DUE",
     "REDELIVER",
     "ROTATE",
+    "UNCLAIM",
     "UPDATE_ENDPOINT",
 ]
 
@@ -149,6 +150,21 @@ redis.call('HSET', KEYS[1], 'held', held)
 redis.call('ZADD', KEYS[2], held, ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'owner', 'job', 'endpoint', 'event', 'url', 'body', 'msg')
 return {'claimed', tostring(now), attempt, tries, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
+"""
+)
+
+UNCLAIM = Script(
+    _NOW
+    + """
+-- An attempt that could not start after all (its receiver has as many attempts running as it may
+-- have): uncounted, and sent again after `delay` seconds.
+-- KEYS: delivery, due.  ARGV: id, attempt, delay.
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+redis.call('HINCRBY', KEYS[1], 'tries', -1)
+redis.call('HSET', KEYS[1], 'held', 0)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
 """
 )
 

@@ -164,7 +164,8 @@ class Target:
     host: str  # the name (lower case, IDNA) or the address as written in the URL
     port: int
     path: str  # path and query, at least "/"
-    address: Address | None  # set when the host is an address: nothing to resolve
+    address: Address | None  # set when the host is an address (or a loopback name): nothing to resolve
+    literal: bool = False  # the URL names its host by address, not by name
 
 
 def _split(url: str) -> SplitResult:
@@ -204,6 +205,7 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
         raise RefusedUrl("the URL has no host")
     address = numeric_host(raw_host)
     host = raw_host if address is not None else _host_name(raw_host)
+    literal = address is not None
     if address is None and _LOOPBACK_NAMES.match(host):
         address = ipaddress.IPv4Address("127.0.0.1")
     if address is not None:
@@ -214,4 +216,4 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
     if parts.query:
         path = f"{path}?{parts.query}"
     port = parts.port or (443 if scheme == "https" else 80)
-    return Target(url=url, scheme=scheme, host=host, port=port, path=path, address=address)
+    return Target(url=url, scheme=scheme, host=host, port=port, path=path, address=address, literal=literal)

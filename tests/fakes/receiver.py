@@ -16,7 +16,7 @@ from typing import Any
 class Answer:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
-    hang: float = 0.0  # seconds to wait before answering (longer than the timeout: a hang)
+    hang: float = 0.0  # seconds to wait before answering (until `release()`: a hang)
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,27 @@ class Receiver:
         self.default = Answer()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._stop = threading.Event()
+        self._release = threading.Event()
+        #: Requests being held by a hang right now.
+        self.hanging = 0
+        #: Server names (SNI) TLS clients asked for.
+        self.server_names: list[str | None] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 local = self.connection.getsockname()[0]
                 answer = receiver._record(
-                    Received(self.path, dict(self.headers.items()), body, time.monotonic(), self.client_address[0], local)
+                    Received(
+                        self.path, dict(self.headers.items()), body, time.monotonic(), self.client_address[0], local
+                    )
                 )
                 if answer.hang:
-                    receiver._stop.wait(answer.hang)
+                    receiver._hang(answer.hang)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -65,14 +71,28 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = _Server((host, 0), Handler)
         if tls is not None:
+            tls.sni_callback = lambda _sock, name, _context: self.server_names.append(name)
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name=f"receiver-{self.port}", daemon=True)
+
+    def _hang(self, seconds: float) -> None:
+        with self._lock:
+            self.hanging += 1
+        try:
+            self._release.wait(seconds)
+        finally:
+            with self._lock:
+                self.hanging -= 1
+
+    def release(self) -> None:
+        """End every hang (now and later)."""
+        self._release.set()
 
     def _record(self, received: Received) -> Answer:
         with self._arrived:
@@ -88,7 +108,7 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._release.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["next_delay", "retry_after_seconds"]
+__all__ = ["MAX_RETRY_AFTER", "next_delay", "retry_after_seconds"]
+
+#: The longest `Retry-After` honoured: a receiver cannot park a delivery for longer than a day.
+MAX_RETRY_AFTER = 24 * 3600.0
 
 
 def next_delay(
@@ -23,8 +26,8 @@ def next_delay(
     schedule is used up. `schedule[i]` is the delay before attempt i + 1 (the first is at once).
 
     Jitter spreads each delay by up to `jitter` of it either way, so that the deliveries of an
-    outage do not all come back together. A receiver's `Retry-After` is honoured: never sooner,
-    though never later than the schedule's longest delay.
+    outage do not all come back together. A receiver's `Retry-After` is honoured: never sooner
+    (up to `MAX_RETRY_AFTER`).
     """
     if tries >= len(schedule):
         return None
@@ -32,7 +35,7 @@ def next_delay(
     if jitter and delay:
         delay *= 1 + (rng or random).uniform(-jitter, jitter)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, max(schedule)))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay
 
 

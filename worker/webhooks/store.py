@@ -85,6 +85,7 @@ class SyncWebhookStore:
         self._push = _bind(client, webhook_scripts.PUSH_DUE)
         self._claim = _bind(client, webhook_scripts.CLAIM)
         self._postpone = _bind(client, webhook_scripts.POSTPONE)
+        self._unclaim = _bind(client, webhook_scripts.UNCLAIM)
         self._finish = _bind(client, webhook_scripts.FINISH)
         self._rotate = _bind(client, webhook_scripts.ROTATE)
 
@@ -192,7 +193,14 @@ class SyncWebhookStore:
         )
 
     def postpone(self, ident: str, delay: float) -> None:
+        """Have the sweep send the delivery's message again after `delay` seconds."""
         self._postpone(keys=[keys.WEBHOOK_DELIVERIES_DUE], args=[ident, delay])
+
+    def unclaim(self, claim: Claim, delay: float) -> None:
+        """Give back a claimed delivery whose attempt did not start (uncounted), for `delay` seconds."""
+        self._unclaim(
+            keys=[keys.delivery(claim.id), keys.WEBHOOK_DELIVERIES_DUE], args=[claim.id, claim.attempt, delay]
+        )
 
     def finish(self, claim: Claim, finish: Finish, disable_after: float) -> str:
         reply = self._finish(

@@ -11,7 +11,8 @@ is read, then dropped.
 
 `Resolver` is the seam for tests: they resolve names to loopback addresses of their choosing. With
 `loopback_only` (ENVIRONMENT=test) an address outside 127.0.0.0/8 and ::1 is refused whatever the
-other settings say, so that no test can ever reach a real network.
+other settings say, and the system resolver is never asked (no DNS query either), so that no test
+can ever reach a real network.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ class Transport:
 
     def address(self, target: Target) -> Address:
         """The one address to connect to, after checking every address the host resolves to."""
+        if self.loopback_only and target.address is None and isinstance(self.resolver, SystemResolver):
+            # Not even a DNS query leaves a test: names are resolved by the tests' own resolvers.
+            raise DeliveryFailed(f"refused: {target.host} (ENVIRONMENT=test resolves no names through DNS)")
         addresses = [target.address] if target.address is not None else self.resolver.resolve(target.host, target.port)
         if not addresses:
             raise DeliveryFailed(f"{target.host} resolves to no address")
@@ -174,7 +178,7 @@ class Transport:
         remaining = self.timeout - (self.clock() - started)
         if remaining <= 0:
             raise DeliveryFailed(f"timed out after {self.timeout:g}s (resolving {target.host})")
-        host = str(target.address) if target.address is not None else target.host
+        host = str(target.address) if target.literal and target.address is not None else target.host
         connection: http.client.HTTPConnection
         if target.scheme == "https":
             connection = _PinnedHTTPSConnection(host, target.port, address, remaining, self.context_factory())
