@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from shared import keys
 from tests.conftest import Stack, _stack, _stop
 from tests.fakes.receiver import Answer, Received, Receiver
-from tests.support import new_account, wait_for_status
+from tests.support import Worker, new_account, wait_for_status
 
 TRIP = {"location": "Lisbon, Portugal", "days": 3, "transport": "plane", "occasion": "city break"}
 HOOK_ENV = {
@@ -281,3 +283,138 @@ async def test_a_hanging_receiver_delays_neither_checklists_nor_other_deliveries
     finally:
         receiver.release()
         other.stop()
+
+
+CRASH_ENV = {
+    **HOOK_ENV,
+    "WEBHOOK_TIMEOUT": "2",
+    "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5,0.5",
+    "WEBHOOK_DISABLE_AFTER": "1",
+}
+
+
+@pytest.fixture
+def lone_stack(redis_base_url: str, log_dir: Path) -> Iterator[Stack]:
+    """An API and a worker of this test's own, which it may kill: no other worker shares its queues."""
+    stack = _stack(redis_base_url, 5, log_dir, CRASH_ENV, with_worker=True)
+    yield stack
+    _stop(stack)
+
+
+@pytest.fixture
+async def lone_api(lone_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with lone_stack.client() as anonymous:
+        account = await new_account(anonymous)
+    async with lone_stack.client(account) as client:
+        yield client
+
+
+async def test_the_worker_killed_mid_delivery_delivers_after_restart_with_the_same_webhook_id(
+    lone_stack: Stack, lone_api: httpx.AsyncClient, receiver: Receiver, log_dir: Path
+) -> None:
+    receiver.script = [Answer(hang=60)]
+    job_id = await submit(lone_api, {"url": receiver.url()})
+    (cut_off,) = receiver.wait_for(1)  # the attempt is under way...
+    assert lone_stack.worker is not None
+    lone_stack.worker.kill()  # ...when its worker dies
+    receiver.release()
+
+    lone_stack.worker = Worker(lone_stack.env, log_dir).start()
+    _, delivered = receiver.wait_for(2, timeout=30)
+    attempts = await log_of(lone_api, f"/api/v1/checklists/{job_id}/deliveries", 1)
+
+    assert delivered.headers["webhook-id"] == cut_off.headers["webhook-id"]
+    assert delivered.body == cut_off.body
+    assert [(a["attempt"], a["outcome"]) for a in attempts] == [(2, "succeeded")]  # the lost one left no entry
+
+
+async def test_an_event_recorded_while_no_worker_runs_is_delivered_once_one_does(
+    lone_stack: Stack, lone_api: httpx.AsyncClient, receiver: Receiver, log_dir: Path
+) -> None:
+    assert lone_stack.worker is not None
+    lone_stack.worker.kill()
+    job_id = await submit(lone_api, {"url": receiver.url(), "events": ["job.queued"]})
+    outbox = redis.Redis.from_url(lone_stack.redis_url)
+    assert outbox.zcard(keys.OUTBOX) == 1  # recorded with the job, by the submission's own script
+
+    lone_stack.worker = Worker(lone_stack.env, log_dir).start()
+    (received,) = receiver.wait_for(1, timeout=30)
+
+    assert json.loads(received.body)["data"]["id"] == job_id
+    assert outbox.zcard(keys.OUTBOX) == 0
+
+
+async def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_sees_why(
+    lone_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.default = Answer(500)
+    endpoint = await create_endpoint(lone_api, receiver.url())
+    await submit(lone_api)
+
+    receiver.wait_for(3, timeout=30)  # failures 0, 0.5 and 1 s apart: WEBHOOK_DISABLE_AFTER=1
+    deadline = time.monotonic() + 10
+    while (shown := (await lone_api.get(f"/api/v1/webhooks/{endpoint['id']}")).json())["enabled"]:
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.05)
+
+    assert "every delivery failed" in shown["disabled_reason"]
+    assert "500" in shown["disabled_reason"]
+    assert shown["failing_since"] is not None
+
+
+async def test_the_legacy_endpoint_takes_a_webhook_beside_trip_data(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    response = await api.post(
+        "/api/v1/generate-checklist", json={"trip_data": TRIP, "webhook": {"url": receiver.url()}}
+    )
+    assert response.status_code == 200, response.text
+
+    (received,) = receiver.wait_for(1)
+
+    payload = verify(received, await default_secret(api))
+    assert payload["data"]["id"] == response.json()["id"]
+    assert payload["data"]["request"] == TRIP
+
+
+async def test_delivery_logs_page_like_job_lists(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    endpoint = await create_endpoint(api, receiver.url())
+    for _ in range(3):
+        await api.post(f"/api/v1/webhooks/{endpoint['id']}/test")
+    path = f"/api/v1/webhooks/{endpoint['id']}/deliveries"
+    everything = await log_of(api, path, 3)
+
+    first = (await api.get(path, params={"limit": 2})).json()
+    rest = (await api.get(path, params={"limit": 2, "cursor": first["next_cursor"]})).json()
+    bad = await api.get(path, params={"cursor": "not-ours"})
+
+    assert [a["delivery_id"] for a in first["items"] + rest["items"]] == [a["delivery_id"] for a in everything]
+    assert rest["next_cursor"] is None
+    assert [a["event"] for a in everything] == ["ping"] * 3
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "cursor"
+
+
+async def test_deleting_the_account_deletes_its_endpoints_secrets_and_deliveries(
+    hook_stack: Stack, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    endpoint = await create_endpoint(api, receiver.url())
+    await default_secret(api)
+    job_id = await submit(api, {"url": receiver.url()})
+    receiver.wait_for(2)
+    attempts = await log_of(api, f"/api/v1/checklists/{job_id}/deliveries", 2)
+    owner = api.account.user_id  # type: ignore[attr-defined]
+    store = redis.Redis.from_url(hook_stack.redis_url)
+    remembered = [
+        keys.webhook(endpoint["id"]),
+        keys.webhook_secret(owner),
+        keys.user_webhooks(owner),
+        keys.user_deliveries(owner),
+        keys.job_deliveries(job_id),
+        keys.webhook_deliveries(endpoint["id"]),
+        *(keys.delivery(a["delivery_id"]) for a in attempts),
+        *(keys.delivery_attempts(a["delivery_id"]) for a in attempts),
+    ]
+    assert all(store.exists(key) for key in remembered)
+
+    assert (await api.delete("/api/v1/auth/me")).status_code == 204
+
+    assert [key for key in remembered if store.exists(key)] == []
