@@ -166,6 +166,7 @@ class Transport:
             problem = address_problem(address, allow_private=self.allow_private)
             if problem is not None:
                 raise DeliveryFailed(f"refused address: {target.host} resolves to {problem}")
+        for address in addresses:
             if self.loopback_only and not any(address in net for net in _LOOPBACK):
                 raise DeliveryFailed(f"refused address: {address} (ENVIRONMENT=test delivers to loopback only)")
         return addresses[0]
