@@ -153,3 +153,43 @@ def test_auth_and_limit_defaults() -> None:
 def test_production_refuses_a_short_previous_signing_key() -> None:
     with pytest.raises(SettingsError, match="SECRET_KEY_PREVIOUS"):
         load_settings(GOOD_PRODUCTION | {"SECRET_KEY_PREVIOUS": "short"})
+
+
+def test_webhook_defaults_follow_the_standard_webhooks_schedule() -> None:
+    hooks = load_settings({}).webhooks
+
+    assert hooks.timeout == 10.0
+    assert hooks.retry_schedule == (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    assert hooks.disable_after == 5 * 24 * 3600
+    assert hooks.max_endpoints == 20
+    assert hooks.secret_overlap == 24 * 3600
+    assert not hooks.allow_private
+    assert hooks.allow_http
+    assert not load_settings(GOOD_PRODUCTION).webhooks.allow_http  # https:// only in production
+
+
+def test_webhook_settings_are_parsed_and_checked_together() -> None:
+    hooks = load_settings({"WEBHOOK_RETRY_SCHEDULE": "0, 0.5,2", "WEBHOOK_ALLOW_PRIVATE": "true"}).webhooks
+    assert hooks.retry_schedule == (0.0, 0.5, 2.0)
+    assert hooks.allow_private
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(
+            {
+                "WEBHOOK_RETRY_SCHEDULE": "0,soon",
+                "WEBHOOK_RETRY_JITTER": "1.5",
+                "WEBHOOK_CONCURRENCY": "20",
+                "WORKER_CONCURRENCY": "4",
+                "WEBHOOK_TIMEOUT": "400",
+            }
+        )
+    problems = "\n".join(refused.value.problems)
+    assert "WEBHOOK_RETRY_SCHEDULE" in problems
+    assert "WEBHOOK_RETRY_JITTER" in problems
+    assert "WEBHOOK_CONCURRENCY must not exceed WORKER_CONCURRENCY" in problems
+    assert "VISIBILITY_TIMEOUT must be above WEBHOOK_TIMEOUT" in problems
+
+
+def test_production_refuses_webhooks_to_private_addresses() -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_ALLOW_PRIVATE must be false in production"):
+        load_settings({**GOOD_PRODUCTION, "WEBHOOK_ALLOW_PRIVATE": "true"})
