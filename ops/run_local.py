@@ -80,6 +80,7 @@ Trip Checklist is running.
   Readiness    {base}/health/ready
   Redis        {redis_note}
   Provider     {provider}
+  Webhooks     may reach this machine: `make receiver` prints verified deliveries (README, Webhooks)
 
 Try it (register once, log in, submit, wait for the result):
 {EXAMPLE.format(base=base, trip=EXAMPLE_TRIP)}
@@ -149,6 +150,9 @@ class Launcher:
             # Someone else's Redis: not the launcher's to start, restart or stop.
             redis_note = "REDIS_URL from the environment"
         env["PYTHONPATH"] = str(ROOT)
+        if self.settings.app.environment != "production":
+            # Local development: webhooks may reach a receiver on this machine (`make receiver`).
+            env.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
         host = os.environ.get("HOST", "127.0.0.1")
         for name, command in (("api", api_command(self.settings, host)), ("worker", worker_command(self.settings))):
             children.append(Child(name, partial(spawn, command, env), STOP_GRACE, layer=1))
