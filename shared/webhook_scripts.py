@@ -194,7 +194,9 @@ local d = redis.call('HMGET', KEYS[1], 'status', 'attempts')
 if not d[1] then return 'gone' end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
-for _, log in ipairs({KEYS[4], KEYS[6]}) do
+local logs = {KEYS[4]}
+if KEYS[5] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then logs[2] = KEYS[6] end  -- not a deleted endpoint's
+for _, log in ipairs(logs) do
   if log ~= '' then
     redis.call('ZADD', log, 0, ARGV[6])
     redis.call('EXPIRE', log, ARGV[7])

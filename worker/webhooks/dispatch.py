@@ -44,8 +44,9 @@ class WebhookDispatch:
                 expanded += int(self.store.expand(member) >= 0)
             except redis.RedisError:
                 raise
-            except Exception:  # one broken event must not hold up the others
-                log.exception("webhook outbox event %s could not be expanded", member)
+            except Exception:  # a broken event must neither hold up the others nor come back every round
+                log.exception("webhook outbox event %s could not be expanded; dropped", member)
+                self.store.drop(member)
         return expanded, self.store.push_due(BATCH)
 
     def job_changed(self, job_id: str) -> None:

@@ -98,15 +98,22 @@ class SyncWebhookStore:
 
     def outbox_of(self, job_id: str, recent: int = 4) -> list[str]:
         """The outbox entries of the job's latest events (a worker's fast path after a change)."""
-        entries: list[tuple[bytes, Any]] = cast(Any, self.client.xrevrange(keys.job_events(job_id), count=recent))
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.OUTBOX)
+            pipe.xrevrange(keys.job_events(job_id), count=recent)
+            waiting, entries = pipe.execute()
         members = [f"{job_id}/{sid.decode()}" for sid, _ in reversed(entries)]
-        if not members:
-            return []
+        if not waiting or not members:
+            return []  # one round trip when no webhook waits at all
         with self.client.pipeline(transaction=False) as pipe:
             for member in members:
                 pipe.zscore(keys.OUTBOX, member)
             scores = pipe.execute()
         return [member for member, score in zip(members, scores, strict=True) if score is not None]
+
+    def drop(self, member: str) -> None:
+        """Remove an outbox entry that cannot be expanded (it would be retried forever)."""
+        self.client.zrem(keys.OUTBOX, member)
 
     def expand(self, member: str) -> int:
         """Create the deliveries of one outbox event and push their messages; -1 when another
