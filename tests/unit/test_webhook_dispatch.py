@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import cast
 
 import msgspec
 import pytest
@@ -63,12 +64,16 @@ def submit(client: redis.Redis, hook: bytes = b"") -> str:
     return job.id
 
 
+def outbox(client: redis.Redis) -> list[str]:
+    return [raw.decode() for raw in cast(list[bytes], client.zrange(keys.OUTBOX, 0, -1))]
+
+
 def test_an_event_becomes_one_delivery_per_target_with_its_message_and_leaves_the_outbox(
     client: redis.Redis, dispatch: WebhookDispatch
 ) -> None:
     wanted, _unwanted = endpoint(client), endpoint(client, "job.succeeded")
     job_id = submit(client, b'{"url":"https://job.example.com/","events":["job.queued"]}')
-    (member,) = (raw.decode() for raw in client.zrange(keys.OUTBOX, 0, -1))
+    (member,) = outbox(client)
     event_id = member.split("/")[1]
 
     assert dispatch.sweep() == (1, 0)
@@ -93,7 +98,7 @@ def test_the_fast_path_expands_only_its_jobs_events(client: redis.Redis, dispatc
 
     dispatch.job_changed(mine)
 
-    assert [raw.decode().split("/")[0] for raw in client.zrange(keys.OUTBOX, 0, -1)] == [other]
+    assert [member.split("/")[0] for member in outbox(client)] == [other]
     assert client.llen(keys.WEBHOOK_QUEUE) == 1
 
 
@@ -108,7 +113,7 @@ def test_events_of_vanished_jobs_leave_and_broken_ones_are_dropped_without_holdi
 
     assert client.zcard(keys.OUTBOX) == 0  # the broken event was dropped too
     (message,) = client.lrange(keys.WEBHOOK_QUEUE, 0, -1)
-    body = client.hget(keys.delivery(json.loads(message)["headers"]["id"]), "body") or b""
+    body = cast(bytes, client.hget(keys.delivery(json.loads(message)["headers"]["id"]), "body"))
     assert json.loads(body)["data"]["id"] == fine
     assert broken not in body.decode()
 
@@ -120,7 +125,7 @@ def test_due_deliveries_get_one_message_until_they_are_checked_again(
     submit(client)
     dispatch.sweep()
     client.delete(keys.WEBHOOK_QUEUE)  # the message was lost
-    (ident,) = client.zrange(keys.WEBHOOK_DELIVERIES_DUE, 0, -1)
+    (ident,) = cast(list[bytes], client.zrange(keys.WEBHOOK_DELIVERIES_DUE, 0, -1))
     client.zadd(keys.WEBHOOK_DELIVERIES_DUE, {ident: 0})  # its check is due
 
     assert dispatch.sweep() == (0, 1)
