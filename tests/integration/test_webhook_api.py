@@ -167,7 +167,12 @@ async def test_someone_elses_webhooks_and_deliveries_are_not_found(idle_stack: S
     assert (await api.get(f"/api/v1/webhooks/{endpoint['id']}")).json()["enabled"] is True
 
 
-async def test_webhook_routes_need_credentials(idle_stack: Stack) -> None:
+async def test_webhook_routes_need_credentials_and_spend_the_general_quota(
+    idle_stack: Stack, api: httpx.AsyncClient
+) -> None:
     async with idle_stack.client() as anonymous:
-        response = await anonymous.get("/api/v1/webhooks")
-    assert response.status_code == 401
+        refused = await anonymous.get("/api/v1/webhooks")
+    listed = await api.get("/api/v1/webhooks")
+
+    assert refused.status_code == 401
+    assert listed.headers["RateLimit-Limit"] == "100000"  # RATE_LIMIT_REQUESTS in the tests' settings
