@@ -203,7 +203,8 @@ class WebhookSettings:
     max_endpoints: int = 20
     """Standing endpoints per user."""
     concurrency: int = 4
-    """Deliveries one worker process runs at once; more wait in Redis, never in a task slot."""
+    """Deliveries one worker process runs at once; more wait in Redis, never in a task slot.
+    Default: half of WORKER_CONCURRENCY, at most 4."""
     secret_overlap: float = 24 * 3600.0
     """Seconds the previous secret still signs after a rotation."""
     allow_http: bool = True
@@ -397,7 +398,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         disable_after=read.number("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0, minimum=1.0),
         allow_private=read.boolean("WEBHOOK_ALLOW_PRIVATE", False),
         max_endpoints=read.integer("WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
-        concurrency=read.integer("WEBHOOK_CONCURRENCY", 4, minimum=1),
+        # By default half the worker's slots at most, so that deliveries never crowd out checklists.
+        concurrency=read.integer("WEBHOOK_CONCURRENCY", max(1, min(4, worker.concurrency // 2)), minimum=1),
         secret_overlap=read.number("WEBHOOK_SECRET_OVERLAP", 24 * 3600.0),
         allow_http=not production,
     )

@@ -170,7 +170,7 @@ async def test_someone_elses_webhooks_and_deliveries_are_not_found(idle_stack: S
 async def test_webhook_routes_need_credentials_and_spend_the_general_quota(
     idle_stack: Stack, api: httpx.AsyncClient
 ) -> None:
-    async with idle_stack.client() as anonymous:
+    async with httpx.AsyncClient(base_url=idle_stack.api.base_url) as anonymous:
         refused = await anonymous.get("/api/v1/webhooks")
     listed = await api.get("/api/v1/webhooks")
 

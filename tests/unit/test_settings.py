@@ -165,6 +165,8 @@ def test_webhook_defaults_follow_the_standard_webhooks_schedule() -> None:
     assert hooks.secret_overlap == 24 * 3600
     assert not hooks.allow_private
     assert hooks.allow_http
+    assert hooks.concurrency == 4
+    assert load_settings({"WORKER_CONCURRENCY": "2"}).webhooks.concurrency == 1  # half the slots at most
     assert not load_settings(GOOD_PRODUCTION).webhooks.allow_http  # https:// only in production
 
 
