@@ -33,14 +33,17 @@ from api.routes.checklists import ChecklistController
 from api.routes.events import JobEventsController
 from api.routes.health import live, metrics, ready
 from api.routes.legacy import generate_checklist
+from api.routes.webhooks import WebhookController, job_deliveries
 from api.security import AccessControl, security_headers
 from api.service import ChecklistService
 from api.streams import EventStreamService
+from api.webhooks import WebhookService
 from shared import keys
 from shared.jobs import JobStore
 from shared.queue import TaskEnvelopes, create_celery
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings, get_settings
+from shared.webhooks import WebhookStore
 
 __all__ = ["create_app"]
 
@@ -75,8 +78,17 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             idempotency_ttl=settings.jobs.idempotency_ttl,
             check_after=settings.worker.lease,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store)
-        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
+        celery = create_celery(settings)
+        webhooks = WebhookService(
+            store=WebhookStore(link, ttl=settings.jobs.ttl, check_after=settings.webhooks.hold),
+            jobs=store,
+            envelopes=TaskEnvelopes(celery, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE),
+            settings=settings.webhooks,
+        )
+        auth = AuthService(
+            accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store, webhooks.delete_owner
+        )
+        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(celery))
         app.state.resources = Resources(
             settings=settings,
             link=link,
@@ -87,6 +99,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
             limiter=limiter,
             trusted_proxies=[ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies],
+            webhooks=webhooks,
         )
         try:
             yield
@@ -121,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings.api.allowed_origins:
         cors = CORSConfig(
             allow_origins=list(settings.api.allowed_origins),
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "Last-Event-ID"],
             expose_headers=[
                 "Location",
@@ -138,6 +151,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ChecklistController,
             JobEventsController,
             generate_checklist,
+            WebhookController,
+            job_deliveries,
             live,
             ready,
             metrics,

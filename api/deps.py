@@ -19,6 +19,7 @@ from api.events import JobEventHub
 from api.limits import RateLimiter
 from api.service import ChecklistService
 from api.streams import EventStreamService
+from api.webhooks import WebhookService
 from shared.errors import MalformedBody, UnsupportedMediaType
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
@@ -37,6 +38,7 @@ class Resources:
     authenticator: Authenticator
     limiter: RateLimiter
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    webhooks: WebhookService
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:

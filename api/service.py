@@ -77,12 +77,22 @@ class ChecklistService:
     envelopes: TaskEnvelopes
     clock: Callable[[], datetime] = utcnow
 
-    async def submit(self, owner: str, trip: TripRequest, idempotency_key: str | None = None) -> Submitted:
-        """Store and enqueue a job in one round trip; replay the earlier job for a known key."""
+    async def submit(
+        self, owner: str, trip: TripRequest, idempotency_key: str | None = None, hook: bytes = b""
+    ) -> Submitted:
+        """Store and enqueue a job in one round trip; replay the earlier job for a known key.
+
+        `hook` is the job's own webhook (JSON, `api.webhooks.WebhookService.job_hook`) or b"".
+        """
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
-        body_print = fingerprint(_trip_encoder.encode(trip)) if idempotency_key else ""
+        body_print = fingerprint(_trip_encoder.encode(trip) + hook) if idempotency_key else ""
         outcome = await self.store.create(
-            job, owner, self.envelopes.build(job.id), idempotency_key=idempotency_key, body_fingerprint=body_print
+            job,
+            owner,
+            self.envelopes.build(job.id),
+            idempotency_key=idempotency_key,
+            body_fingerprint=body_print,
+            hook=hook,
         )
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")

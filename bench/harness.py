@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from shared import keys
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Quotas far above what the benchmark sends: every request still pays for its limit check.
 UNLIMITED = {
@@ -68,7 +70,8 @@ def uvicorn_server(factory: str, port: int, env: dict[str, str], workers: int = 
 
 @contextmanager
 def celery_worker(env: dict[str, str], *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "checklists",
+    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+               "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}",
                "--loglevel", "WARNING", "--without-mingle", "--without-gossip", *extra]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:

@@ -104,7 +104,7 @@ def streams(count: int, redis_url: str, scratch: Path) -> None:
 
         store = SyncJobStore(redis.Redis.from_url(redis_url), job_ttl=3600)
         jobs = [job for job in map(store.get, ids) if job is not None]
-        checklist = OfflineProvider().generate(msgspec.convert(TRIP, TripRequest))
+        checklist = OfflineProvider().generate(msgspec.convert(TRIP, TripRequest)).checklist
         began = _finish(store, jobs[:ONE_AT_A_TIME], checklist, pause=0.1)
         burst_start = time.monotonic()
         began |= _finish(store, jobs[ONE_AT_A_TIME:], checklist, pause=0)

@@ -85,7 +85,7 @@ class Worker:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                 "-Q", keys.QUEUE, "-n", self.name, "--without-mingle", "--without-gossip"],
+                 "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}", "-n", self.name, "--without-mingle", "--without-gossip"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         client = redis.Redis.from_url(self.env["REDIS_URL"])

@@ -20,7 +20,7 @@ __all__ = ["app"]
 settings = get_settings()
 app = create_celery(settings)
 app.conf.update(
-    include=["worker.tasks"],
+    include=["worker.tasks", "worker.webhooks.tasks"],
     # LLM calls are I/O-bound: threads give many concurrent calls per process at little memory
     # (see README "Choosing the pool" for the measurement). Operators scale with more processes.
     worker_pool="threads",

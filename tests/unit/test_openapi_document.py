@@ -36,6 +36,7 @@ from shared.errors import (
     RateLimited,
     UnsupportedMediaType,
     WeakPassword,
+    WebhookLimitReached,
 )
 from shared.redis_mux import RedisUnavailable
 from shared.settings import load_settings
@@ -54,6 +55,7 @@ SAMPLES: list[Exception] = [
     NotFound("no checklist job"),
     IdempotencyKeyReused("Idempotency-Key was used with a different body"),
     JobNotCancelable("the job is already succeeded"),
+    WebhookLimitReached("a user can have at most 20 webhook endpoints"),
     DependencyUnavailable("log-in is unavailable; try again shortly"),
     ValidationException("Validation failed for GET /api/v1/checklists?limit=0"),
     RequestEntityTooLarge(),
