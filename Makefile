@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test lint fmt flower bench eval lock clean
+.PHONY: run test lint fmt flower bench eval lock clean receiver
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## receiver: a local webhook receiver on :9000 printing verified deliveries (WEBHOOK_SECRET=whsec_… or API_TOKEN=…).
+receiver: $(STAMP)
+	$(BIN)/python -m ops.receiver
 
 ## flower: Celery monitoring UI on http://127.0.0.1:5555/flower/ (needs REDIS_URL of a running service;
 ## FLOWER_BASIC_AUTH=user:password, or a password is made and printed).

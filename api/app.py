@@ -33,16 +33,21 @@ from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
+from api.routes.events import JobEventsController
 from api.routes.health import live, metrics_page, ready
 from api.routes.legacy import generate_checklist
+from api.routes.webhooks import WebhookController, job_deliveries
 from api.security import AccessControl, Network, security_headers
 from api.service import ChecklistService
+from api.streams import EventStreamService
+from api.webhooks import WebhookService
 from shared import keys
 from shared.jobs import JobStore
 from shared.observability import configure_logging
 from shared.queue import TaskEnvelopes, create_celery
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings, get_settings
+from shared.webhooks import WebhookStore
 
 __all__ = ["create_app"]
 
@@ -77,18 +82,29 @@ def _lifespan(settings: Settings, trusted_proxies: list[Network]):  # type: igno
             idempotency_ttl=settings.jobs.idempotency_ttl,
             check_after=settings.worker.lease,
         )
-        auth = AuthService(accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store)
-        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(create_celery(settings)))
+        celery = create_celery(settings)
+        webhooks = WebhookService(
+            store=WebhookStore(link, ttl=settings.jobs.ttl, check_after=settings.webhooks.hold),
+            jobs=store,
+            envelopes=TaskEnvelopes(celery, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE),
+            settings=settings.webhooks,
+        )
+        auth = AuthService(
+            accounts, signer, PasswordHashing(), limiter, settings, time.time, revocations, store, webhooks.delete_owner
+        )
+        checklists = ChecklistService(store=store, events=events, envelopes=TaskEnvelopes(celery))
         app.state.resources = Resources(
             settings=settings,
             link=link,
             events=events,
             checklists=checklists,
+            streams=EventStreamService(checklists, heartbeat=settings.api.sse_heartbeat),
             auth=auth,
             authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
             limiter=limiter,
             trusted_proxies=trusted_proxies,
             metrics=MetricsPage(link, live_window=settings.worker.lease, multiprocess_dir=_MULTIPROCESS_DIR),
+            webhooks=webhooks,
         )
         try:
             yield
@@ -130,8 +146,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings.api.allowed_origins:
         cors = CORSConfig(
             allow_origins=list(settings.api.allowed_origins),
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", REQUEST_ID_HEADER],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-API-Key",
+                "Last-Event-ID",
+                REQUEST_ID_HEADER,
+            ],
             expose_headers=[
                 "Location",
                 REQUEST_ID_HEADER,
@@ -143,7 +166,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials="*" not in settings.api.allowed_origins,
         )
     app = Litestar(
-        route_handlers=[AuthController, ChecklistController, generate_checklist, live, ready, metrics_page],
+        route_handlers=[
+            AuthController,
+            ChecklistController,
+            JobEventsController,
+            generate_checklist,
+            WebhookController,
+            job_deliveries,
+            live,
+            ready,
+            metrics_page,
+        ],
         middleware=[AccessControl()],
         before_send=[security_headers(settings.app.environment == "production")],
         exception_handlers=exception_handlers(),

@@ -19,6 +19,8 @@ from api.events import JobEventHub
 from api.limits import RateLimiter
 from api.observability import MetricsPage
 from api.service import ChecklistService
+from api.streams import EventStreamService
+from api.webhooks import WebhookService
 from shared.errors import MalformedBody, UnsupportedMediaType
 from shared.observability import LogContext
 from shared.redis_mux import MultiplexedRedis
@@ -33,11 +35,13 @@ class Resources:
     link: MultiplexedRedis
     events: JobEventHub
     checklists: ChecklistService
+    streams: EventStreamService
     auth: AuthService
     authenticator: Authenticator
     limiter: RateLimiter
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     metrics: MetricsPage
+    webhooks: WebhookService
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:

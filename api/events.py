@@ -1,10 +1,12 @@
 """Job status events for this API process: one Redis subscription, many local waiters.
 
 Every status change is published on `keys.EVENTS_CHANNEL`. Each API process keeps a single
-subscription and wakes the requests waiting on that job (long-polls, the legacy endpoint), so a
-waiting request costs no Redis connection and no polling. If the subscription drops it is
-re-established; waiters re-read the job when their wait ends, so a missed event costs at most
-the rest of that wait, never a wrong answer.
+subscription and wakes the requests waiting on that job (long-polls, the legacy endpoint, event
+streams), so a waiting request costs no Redis connection and no polling. If the subscription drops
+it is re-established; events published meanwhile are lost to pub/sub, so after every subscription
+each waiter gets a `RESUBSCRIBED` wake: event streams read the job's recorded events again, and
+long-polls re-read the job when their wait ends, so a missed event costs at most the rest of that
+wait, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import redis.asyncio
 from shared import keys, metrics
 from shared.jobs import JobEvent
 
-__all__ = ["JobEventHub", "Watch"]
+__all__ = ["RESUBSCRIBED", "JobEventHub", "Watch"]
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(JobEvent)
+#: The status of the wake every waiter gets after a (re)subscription: something may have happened.
+RESUBSCRIBED = "resubscribed"
 
 
 class Watch:
@@ -38,6 +42,13 @@ class Watch:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
             return None
+
+    def drain(self) -> list[JobEvent]:
+        """The events that arrived since the last `next`, without waiting."""
+        events = []
+        while not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        return events
 
 
 class JobEventHub:
@@ -101,6 +112,7 @@ class JobEventHub:
             if self.on_subscribed is not None:
                 await self.on_subscribed()
             self._subscribed.set()
+            self._wake_all()
             # A short read timeout, so a stop is noticed even when redis-py absorbs the cancellation.
             while not self._stopping:
                 message = await pubsub.get_message(timeout=1.0)
@@ -122,6 +134,11 @@ class JobEventHub:
             return
         for watch in self._watches.get(event.id, ()):
             watch.queue.put_nowait(event)
+
+    def _wake_all(self) -> None:
+        for job_id, watches in self._watches.items():
+            for watch in watches:
+                watch.queue.put_nowait(JobEvent(id=job_id, owner="", status=RESUBSCRIBED, rev=0))
 
     @contextlib.asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[Watch]:

@@ -13,7 +13,10 @@ What it cannot see is added here, by each route's `operation_class` (`Documented
 - response headers with their types (Litestar's `ResponseHeader` has no schema and `ResponseSpec`
   no headers): those a route names, those every problem of a status carries
   (`api.problems.PROBLEM_HEADERS`), and the `RateLimit-*` headers of every rate-limited route
-  (those that can answer 429).
+  (those that can answer 429);
+- event streams: OpenAPI 3.1 reads a `text/event-stream` schema as the schema of *one* event, an
+  object with `event`, `id` and `data` (a string); the model a `ResponseSpec` names for the stream
+  becomes the `contentSchema` of its `data` (JSON), which schemathesis checks event by event.
 
 It also drops the 400 Litestar documents, in its own error shape, for every route with
 parameters: the routes that can answer 400 document it as a problem like every other error.
@@ -59,6 +62,7 @@ __all__ = [
     "BODY_ERRORS",
     "COMPONENTS",
     "CREDENTIALS_ERRORS",
+    "EVENT_STREAM",
     "PRINCIPAL_ERRORS",
     "QUERY_ERRORS",
     "Documented",
@@ -99,6 +103,8 @@ PRINCIPAL_ERRORS = (AuthenticationFailed, RateLimited, RedisUnavailable)
 CREDENTIALS_ERRORS = (RateLimited, DependencyUnavailable, RedisUnavailable)
 BODY_ERRORS = (MalformedBody, UnsupportedMediaType, RequestEntityTooLarge, InvalidRequest)
 QUERY_ERRORS = (ValidationException,)
+
+EVENT_STREAM = "text/event-stream"
 
 _INTEGER = Schema(type=OpenAPIType.INTEGER, minimum=0)
 _STRING = Schema(type=OpenAPIType.STRING)
@@ -207,15 +213,30 @@ def _content(response: OpenAPIResponse | Reference) -> dict[str, OpenAPIMediaTyp
     return (response.content or {}) if isinstance(response, OpenAPIResponse) else {}
 
 
+def _as_events(media: OpenAPIMediaType, types: Sequence[str]) -> None:
+    """One event of the stream: `event` one of `types`, `data` the JSON of the documented model."""
+    media.schema = Schema(
+        type=OpenAPIType.OBJECT,
+        properties={
+            "event": Schema(type=OpenAPIType.STRING, enum=list(types)),
+            "id": Schema(type=OpenAPIType.STRING, description="Send it as `Last-Event-ID` to resume after it."),
+            "data": Schema(type=OpenAPIType.STRING, content_media_type="application/json", content_schema=media.schema),
+        },
+        required=["event", "data"],
+    )
+
+
 def Documented(  # noqa: N802 - reads as a type in decorators
     body: type[msgspec.Struct] | None = None,
     *,
     body_required: bool = True,
     headers: Mapping[int, Sequence[str]] | None = None,
+    events: Sequence[str] = (),
 ) -> type[Operation]:
     """An operation class adding what Litestar cannot see: the request `body` and response headers.
 
-    `headers` names the headers a route sets on its own answers, by status (e.g. `Location` on 202).
+    `headers` names the headers a route sets on its own answers, by status (e.g. `Location` on 202);
+    `events` the event types of a `text/event-stream` answer.
     """
     named = dict(headers or {})
 
@@ -238,5 +259,7 @@ def Documented(  # noqa: N802 - reads as a type in decorators
             for status, response in responses.items():
                 if isinstance(response, OpenAPIResponse):
                     _add_headers(int(status), response, named.get(int(status), ()), limited)
+                if events and EVENT_STREAM in _content(response):
+                    _as_events(_content(response)[EVENT_STREAM], events)
 
     return _Documented

@@ -31,6 +31,7 @@ __all__ = [
     "problem_codes",
     "problem_response",
     "problem_responses",
+    "redis_unavailable",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,13 @@ def _redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
         title="A dependency is unavailable",
         detail="The service's data store is unavailable; try again shortly.",
         headers={"Retry-After": _RETRY_AFTER_UNAVAILABLE},
+    )
+
+
+def redis_unavailable(exc: Exception) -> bool:
+    """Whether `exc` means that Redis cannot serve us for now (a 503), rather than a bug of ours."""
+    return isinstance(exc, RedisUnavailable) or (
+        isinstance(exc, RedisReplyError) and exc.code in _REDIS_UNAVAILABLE_CODES
     )
 
 

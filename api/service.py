@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from api.events import JobEventHub
+from api.events import RESUBSCRIBED, JobEventHub
 from shared import lifecycle, metrics
 from shared.clock import utcnow
 from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
@@ -83,22 +83,25 @@ class ChecklistService:
         owner: str,
         trip: TripRequest,
         idempotency_key: str | None = None,
+        hook: bytes = b"",
         *,
         request_id: str = "",
         api: Literal["v1", "legacy"] = "v1",
     ) -> Submitted:
         """Store and enqueue a job in one round trip; replay the earlier job for a known key.
 
+        `hook` is the job's own webhook (JSON, `api.webhooks.WebhookService.job_hook`) or b"";
         `request_id` (the submission's) is stored with the job and sent with its task messages.
         """
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
-        body_print = fingerprint(_trip_encoder.encode(trip)) if idempotency_key else ""
+        body_print = fingerprint(_trip_encoder.encode(trip) + hook) if idempotency_key else ""
         outcome = await self.store.create(
             job,
             owner,
             self.envelopes.build(job.id, request_id=request_id),
             idempotency_key=idempotency_key,
             body_fingerprint=body_print,
+            hook=hook,
             request_id=request_id,
         )
         if outcome.kind == "conflict":
@@ -131,6 +134,9 @@ class ChecklistService:
                     raise NotFound(f"checklist job {job_id!r} was deleted")
                 if event.status in TERMINAL_STATUSES:
                     return await self.get_doc(owner, job_id)
+                if event.status == RESUBSCRIBED:
+                    # Announcements made while the subscription was down are lost: look again.
+                    doc = await self.get_doc(owner, job_id)
             return doc
 
     async def wait_job(self, owner: str, job_id: str, timeout: float) -> Job:

@@ -7,6 +7,8 @@
 3. With `--pools`: how Celery pools handle I/O-bound LLM calls (fake Groq answering in 0.5 s).
 4. With `--recovery`: how long crashed work takes to finish (bench/recovery.py); `--only-recovery`
    runs just that.
+5. With `--streams N`: N event streams open on one API process (bench/streams.py): its memory,
+   other requests' latency meanwhile, wake-up latency; `--only-streams` runs just that.
 
 Run: make bench  (BENCH_ARGS="--seconds 5 --rounds 3 --pools")
 """
@@ -37,6 +39,7 @@ from bench.harness import (
     wrk,
 )
 from bench.recovery import recovery
+from bench.streams import streams
 from shared import keys
 from shared.embedded_redis import EmbeddedRedis, free_port
 
@@ -198,9 +201,15 @@ def main() -> None:
     parser.add_argument("--pools", action="store_true", help="also compare Celery pools")
     parser.add_argument("--recovery", action="store_true", help="also time recovery from crashes")
     parser.add_argument("--only-recovery", action="store_true", help="only time recovery from crashes")
+    parser.add_argument("--streams", type=int, default=0, metavar="N", help="also hold N event streams open")
+    parser.add_argument("--only-streams", action="store_true", help="only the event streams (N: 1000 by default)")
     args = parser.parse_args()
     if args.only_recovery:
         recovery()
+        return
+    if args.only_streams:
+        with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
+            streams(args.streams or 1000, server.url, Path(scratch))
         return
     ensure_wrk()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
@@ -209,6 +218,8 @@ def main() -> None:
         start_latency(args, server.url)
         if args.pools:
             pools(server.url)
+        if args.streams:
+            streams(args.streams, server.url, Path(scratch))
     if args.recovery:
         recovery()
 

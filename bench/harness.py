@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from shared import keys
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Quotas far above what the benchmark sends: every request still pays for its limit check.
 UNLIMITED = {
@@ -84,7 +86,8 @@ def _served(command: list[str], env: dict[str, str], base: str, probe: str, log:
 
 @contextmanager
 def celery_worker(env: dict[str, str], *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "checklists",
+    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+               "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}",
                "--loglevel", "WARNING", "--without-mingle", "--without-gossip", *extra]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:

@@ -26,6 +26,7 @@ import redis
 
 from ops import flower
 from ops.supervisor import Child, Supervisor, describe_exit
+from shared import keys
 from shared.embedded_redis import EmbeddedRedis
 from shared.errors import SettingsError
 from shared.settings import Settings, load_settings
@@ -60,9 +61,11 @@ def api_command(settings: Settings, host: str) -> list[str]:
 def worker_command(settings: Settings) -> list[str]:
     # No gossip or mingle: worker-to-worker chatter this service does not use (liveness is the
     # heartbeat in Redis), and each is one more connection to bring back after a Redis restart.
+    # Both queues: checklists and webhook deliveries (operators may run dedicated workers per queue).
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "-Q", "checklists", "--loglevel", settings.app.log_level, "--without-gossip", "--without-mingle",
+        "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}", "--loglevel", settings.app.log_level,
+        "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
 
@@ -83,6 +86,7 @@ Trip Checklist is running.
   Metrics      {base}/metrics (API), {worker_metrics} (worker){flower}
   Redis        {redis_note}
   Provider     {provider}
+  Webhooks     may reach this machine: `make receiver` prints verified deliveries (README, Webhooks)
 
 Try it (register once, log in, submit, wait for the result):
 {EXAMPLE.format(base=base, trip=EXAMPLE_TRIP)}
@@ -153,6 +157,9 @@ class Launcher:
             # Someone else's Redis: not the launcher's to start, restart or stop.
             redis_note = "REDIS_URL from the environment"
         env["PYTHONPATH"] = str(ROOT)
+        if self.settings.app.environment != "production":
+            # Local development: webhooks may reach a receiver on this machine (`make receiver`).
+            env.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
         host = os.environ.get("HOST", "127.0.0.1")
         for name, command in (("api", api_command(self.settings, host)), ("worker", worker_command(self.settings))):
             children.append(Child(name, partial(spawn, command, env), STOP_GRACE, layer=1))

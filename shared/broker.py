@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
@@ -92,15 +93,16 @@ def install() -> None:
 
 
 # Restores one message if it is still unacknowledged, the way kombu's own restore does: back on
-# the queue's consuming end, so it is taken next. A message whose job is finished or gone is
-# only cleared (its task would find nothing to do).
+# the queue's consuming end, so it is taken next. A message whose job (or webhook delivery) is
+# finished or gone is only cleared (its task would find nothing to do).
 _RESTORE = """
--- KEYS: unacked hash, unacked index, queue, the message's job.  ARGV: delivery tag, message to push
+-- KEYS: unacked hash, unacked index, queue, the message's job or delivery.
+-- ARGV: delivery tag, message to push
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 local status = redis.call('HGET', KEYS[4], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
+if status ~= 'queued' and status ~= 'running' and status ~= 'pending' then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[2])
 local clock = redis.call('TIME')
 redis.call('HSET', KEYS[4], 'pushed', tonumber(clock[1]) + tonumber(clock[2]) / 1000000)
@@ -115,8 +117,9 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LI
 """
 
 
-#: The queues whose messages may be restored (routing key = queue name, anonymous exchange).
-_OUR_QUEUES = frozenset({keys.QUEUE})
+#: The queues whose messages may be restored (routing key = queue name, anonymous exchange), and
+#: the key of the record a message's task id names: a job, or a webhook delivery.
+_OUR_QUEUES: dict[str, Callable[[str], str]] = {keys.QUEUE: keys.job, keys.WEBHOOK_QUEUE: keys.delivery}
 
 
 class UnackedMessages:
@@ -147,15 +150,14 @@ class UnackedMessages:
                     pipe.zrem(keys.UNACKED_INDEX, tag)
                     pipe.execute()
                 continue
-            queue, job_id, payload = message
-            restored += int(
-                self._restore(keys=[keys.UNACKED, keys.UNACKED_INDEX, queue, keys.job(job_id)], args=[tag, payload])
-            )
+            queue, task_id, payload = message
+            record = _OUR_QUEUES[queue](task_id)
+            restored += int(self._restore(keys=[keys.UNACKED, keys.UNACKED_INDEX, queue, record], args=[tag, payload]))
         return restored
 
 
 def _restorable(raw: bytes | None) -> tuple[str, str, str] | None:
-    """(queue, job id, message to push) for an unacked entry, marked redelivered as kombu does."""
+    """(queue, task id, message to push) for an unacked entry, marked redelivered as kombu does."""
     if raw is None:
         return None
     try:

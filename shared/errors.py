@@ -13,6 +13,7 @@
     │   ├── NotFound                  404 not_found
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   ├── JobNotCancelable          409 job_not_cancelable
+    │   ├── WebhookLimitReached       409 webhook_limit_reached
     │   └── DependencyUnavailable     503 dependency_unavailable
     └── ProviderError                 a checklist provider failed; stored on the job as `error`
         ├── UpstreamOutputTruncated   the answer hit the completion limit twice (not retried;
@@ -61,6 +62,7 @@ __all__ = [
     "UpstreamRejectedRequest",
     "UpstreamUnavailable",
     "WeakPassword",
+    "WebhookLimitReached",
 ]
 
 
@@ -169,6 +171,12 @@ class JobNotCancelable(ApiError):
     status = 409
     code = "job_not_cancelable"
     title = "Job already finished"
+
+
+class WebhookLimitReached(ApiError):
+    status = 409
+    code = "webhook_limit_reached"
+    title = "Too many webhook endpoints"
 
 
 class DependencyUnavailable(ApiError):

@@ -227,6 +227,19 @@ class JobStore:
         entries = await self.client.execute("XRANGE", keys.job_events(job_id), start, "+", "COUNT", count)
         return [_recorded(entry) for entry in entries]
 
+    async def events_since(self, job_id: str, event_id: str, count: int = 100) -> list[RecordedEvent] | None:
+        """The events after `event_id` if the job's stream still holds that event; None when it does
+        not (trimmed by the cap, expired, or never this job's), so that what followed it is unknown."""
+        entries = await self.client.execute("XRANGE", keys.job_events(job_id), event_id, "+", "COUNT", count + 1)
+        if not entries or entries[0][0].decode() != event_id:
+            return None
+        return [_recorded(entry) for entry in entries[1:]]
+
+    async def latest_event(self, job_id: str) -> RecordedEvent | None:
+        """The job's last recorded event (its current state), None when none is recorded."""
+        entries = await self.client.execute("XREVRANGE", keys.job_events(job_id), "+", "-", "COUNT", 1)
+        return _recorded(entries[0]) if entries else None
+
     async def delete(self, owner: str, job_id: str) -> bool:
         """Delete one of `owner`'s jobs; False when there is no such job."""
         return await self._delete(owner, [job_id]) == 1

@@ -14,11 +14,17 @@ __all__ = [
     "TASK_NAME",
     "UNACKED",
     "UNACKED_INDEX",
+    "WEBHOOK_DELIVERIES_DUE",
+    "WEBHOOK_QUEUE",
+    "WEBHOOK_TASK_NAME",
     "WORKERS",
     "api_key",
+    "delivery",
+    "delivery_attempts",
     "email",
     "idempotency",
     "job",
+    "job_deliveries",
     "job_events",
     "owner_index",
     "refresh_family",
@@ -27,8 +33,12 @@ __all__ = [
     "revoked_user",
     "user",
     "user_api_keys",
+    "user_deliveries",
     "user_families",
     "user_webhooks",
+    "webhook",
+    "webhook_deliveries",
+    "webhook_secret",
 ]
 
 PREFIX = "tc"
@@ -48,6 +58,14 @@ PENDING = f"{PREFIX}:jobs:pending"
 #: when they happened (Redis's clock). Written in the same script as the change it records;
 #: removed once the event's deliveries exist.
 OUTBOX = f"{PREFIX}:webhooks:outbox"
+#: The Celery queue webhook deliveries travel on, apart from checklists so that slow receivers never
+#: delay checklist generation; and the delivery task's registered name.
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_TASK_NAME = "webhooks.deliver"
+#: Sorted set of webhook delivery ids still to be attempted, scored by when the recovery sweep
+#: should next look at each (Redis's clock): its retry time, or when an attempt or a pushed task
+#: message should have been seen through.
+WEBHOOK_DELIVERIES_DUE = f"{PREFIX}:webhooks:due"
 #: String held (with a TTL) by the one worker process currently running the recovery sweep.
 RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
 #: kombu's Redis transport keeps messages delivered but not yet acknowledged in this hash
@@ -134,3 +152,38 @@ def revoked_family(family: str) -> str:
 def revoked_user(user_id: str) -> str:
     """String present for one access-token lifetime after the account was deleted."""
     return f"{PREFIX}:revoked:user:{user_id}"
+
+
+def webhook(endpoint_id: str) -> str:
+    """Hash: one standing webhook endpoint (owner, url, events, enabled, secrets, failure state)."""
+    return f"{PREFIX}:webhook:{endpoint_id}"
+
+
+def webhook_secret(user_id: str) -> str:
+    """Hash: the user's default webhook secret (signs per-job webhooks) and the previous one."""
+    return f"{PREFIX}:user:{user_id}:webhook-secret"
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash: one webhook delivery (one event to one target): its payload, state and schedule."""
+    return f"{PREFIX}:delivery:{delivery_id}"
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    """Hash: attempt number -> the attempt's log entry (JSON)."""
+    return f"{PREFIX}:delivery:{delivery_id}:attempts"
+
+
+def job_deliveries(job_id: str) -> str:
+    """Sorted set (scores 0) of `<µs>:<delivery id>:<attempt>`: a job's delivery log, newest last."""
+    return f"{PREFIX}:job:{job_id}:deliveries"
+
+
+def webhook_deliveries(endpoint_id: str) -> str:
+    """Sorted set (scores 0) of `<µs>:<delivery id>:<attempt>`: an endpoint's delivery log."""
+    return f"{PREFIX}:webhook:{endpoint_id}:deliveries"
+
+
+def user_deliveries(user_id: str) -> str:
+    """Set of a user's webhook delivery ids (so that deleting the account deletes them)."""
+    return f"{PREFIX}:user:{user_id}:deliveries"

@@ -36,9 +36,12 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.update(
         # The anonymous exchange routes by queue name alone, so neither the API's pushes nor a
         # task's retries depend on exchange bindings stored in Redis.
-        task_queues=[Queue(keys.QUEUE, Exchange(""), routing_key=keys.QUEUE)],
+        task_queues=[
+            Queue(keys.QUEUE, Exchange(""), routing_key=keys.QUEUE),
+            Queue(keys.WEBHOOK_QUEUE, Exchange(""), routing_key=keys.WEBHOOK_QUEUE),
+        ],
         task_default_queue=keys.QUEUE,
-        task_routes={keys.TASK_NAME: {"queue": keys.QUEUE}},
+        task_routes={keys.TASK_NAME: {"queue": keys.QUEUE}, keys.WEBHOOK_TASK_NAME: {"queue": keys.WEBHOOK_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -82,7 +85,8 @@ REQUEST_ID_HEADER = "request_id"
 
 class TaskEnvelopes:
     """Builds the JSON that `apply_async(args=(job_id,), task_id=job_id, headers={"request_id": rid})`
-    would LPUSH onto the queue.
+    would LPUSH onto the queue (the checklist task by default; `task_name` and `queue` name another,
+    such as webhook delivery).
 
     Celery's `create_task_message` runs once, with placeholders; per job only the id, the delivery
     tag, the request id and the (tiny) body change, so a submission costs a few string
@@ -97,9 +101,9 @@ class TaskEnvelopes:
     _BODY = "@@body@@"
     _REQUEST_ID = "@@request-id@@"
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, task_name: str = keys.TASK_NAME, queue: str = keys.QUEUE) -> None:
         headers, properties, body, _sent_event = app.amqp.create_task_message(
-            self._ID, keys.TASK_NAME, (self._ID,), {}, ignore_result=None
+            self._ID, task_name, (self._ID,), {}, ignore_result=None
         )
         headers[REQUEST_ID_HEADER] = self._REQUEST_ID  # as send_task_message merges `headers=`
         envelope: dict[str, Any] = {
@@ -110,7 +114,7 @@ class TaskEnvelopes:
             "properties": {
                 **properties,
                 "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": keys.QUEUE},
+                "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
                 "body_encoding": "base64",
                 "delivery_tag": self._TAG,

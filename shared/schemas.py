@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from shared.webhook_schemas import WebhookSpec
+
 __all__ = [
     "CATEGORIES",
     "TERMINAL_STATUSES",
@@ -35,6 +37,7 @@ __all__ = [
     "Transport",
     "Travelers",
     "TripRequest",
+    "TripSubmission",
     "Usage",
     "Waiting",
 ]
@@ -99,6 +102,16 @@ class TripRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit
     activities: Annotated[list[ShortText], Meta(max_length=20)] = msgspec.field(default_factory=list)
     accommodation: Accommodation | None = None
     language: LanguageTag = "en"
+
+
+class TripSubmission(TripRequest, kw_only=True):
+    """What `POST /checklists` takes: a trip, and optionally a webhook for this job. The job's
+    `request` is the trip alone."""
+
+    webhook: WebhookSpec | None = None
+
+    def trip(self) -> TripRequest:
+        return TripRequest(**{name: getattr(self, name) for name in TripRequest.__struct_fields__})
 
 
 class GeneratedBy(msgspec.Struct, kw_only=True):
@@ -183,9 +196,10 @@ class JobPage(msgspec.Struct, kw_only=True):
 
 
 class LegacyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The body the old synchronous service took."""
+    """The body the old synchronous service took; `webhook` is this service's optional addition."""
 
     trip_data: TripRequest
+    webhook: WebhookSpec | None = None
 
 
 class LegacyAccepted(SubmitAccepted, kw_only=True):

@@ -30,6 +30,7 @@ __all__ = [
     "ObservabilitySettings",
     "RedisSettings",
     "Settings",
+    "WebhookSettings",
     "WorkerSettings",
     "get_settings",
     "load_settings",
@@ -81,6 +82,8 @@ class ApiSettings:
     """Upper bound of `?wait=` on GET /checklists/{id}."""
     max_body_bytes: int = 64 * 1024
     """Request bodies above this many bytes get 413."""
+    sse_heartbeat: float = 15.0
+    """Seconds an event stream may stay silent before it sends a comment (keeps proxies from closing it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,39 @@ class LimitSettings:
     """CIDRs whose X-Forwarded-For is believed."""
 
 
+#: The Standard Webhooks retry schedule: the delay before each attempt (the first at once).
+DEFAULT_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    timeout: float = 10.0
+    """Seconds one delivery attempt may take, connecting included (WEBHOOK_TIMEOUT)."""
+    retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+    """Seconds before each attempt of one delivery; its length is the number of attempts."""
+    jitter: float = 0.1
+    """Each retry delay is spread by up to this fraction, either way."""
+    disable_after: float = 5 * 24 * 3600.0
+    """An endpoint whose deliveries have all failed for this long is disabled."""
+    allow_private: bool = False
+    """Deliver to loopback and private addresses (local development and tests); refused in production."""
+    max_endpoints: int = 20
+    """Standing endpoints per user."""
+    concurrency: int = 4
+    """Deliveries one worker process runs at once; more wait in Redis, never in a task slot.
+    Default: half of WORKER_CONCURRENCY, at most 4."""
+    secret_overlap: float = 24 * 3600.0
+    """Seconds the previous secret still signs after a rotation."""
+    allow_http: bool = True
+    """Accept http:// URLs (not in production, where only https:// is)."""
+
+    @property
+    def hold(self) -> float:
+        """Seconds a started attempt keeps its delivery: after that it counts as lost (its worker
+        died) and the recovery sweep sends it again."""
+        return self.timeout + 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class ObservabilitySettings:
     log_format: Literal["json", "console"] = "console"
@@ -220,6 +256,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def use_groq(self) -> bool:
@@ -287,6 +324,19 @@ class _Reader:
             return default
         return normalised
 
+    def numbers(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(float(part) for part in raw.split(","))
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a comma-separated list of seconds")
+            return default
+        if any(value < 0 for value in values):
+            self.problems.append(f"{name} must not contain negative delays, got {raw!r}")
+        return values
+
     def csv(self, name: str) -> tuple[str, ...]:
         raw = self.raw(name)
         if raw is None:
@@ -324,6 +374,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         legacy_wait=read.number("LEGACY_WAIT", 25.0),
         max_wait=read.number("MAX_WAIT", 30.0),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+        sse_heartbeat=read.number("SSE_HEARTBEAT", 15.0, minimum=0.1),
     )
     groq = GroqSettings(
         api_key=read.optional("GROQ_API_KEY"),
@@ -379,6 +430,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=read.integer("WORKER_METRICS_PORT", 9808),
         worker_metrics_host=read.text("WORKER_METRICS_HOST", "127.0.0.1"),
     )
+    webhooks = WebhookSettings(
+        timeout=read.number("WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
+        retry_schedule=read.numbers("WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_SCHEDULE),
+        jitter=read.number("WEBHOOK_RETRY_JITTER", 0.1),
+        disable_after=read.number("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0, minimum=1.0),
+        allow_private=read.boolean("WEBHOOK_ALLOW_PRIVATE", False),
+        max_endpoints=read.integer("WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
+        # By default half the worker's slots at most, so that deliveries never crowd out checklists.
+        concurrency=read.integer("WEBHOOK_CONCURRENCY", max(1, min(4, worker.concurrency // 2)), minimum=1),
+        secret_overlap=read.number("WEBHOOK_SECRET_OVERLAP", 24 * 3600.0),
+        allow_http=not production,
+    )
     settings = Settings(
         app=app,
         api=api,
@@ -389,6 +452,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth=auth,
         limits=limits,
         observability=observability,
+        webhooks=webhooks,
     )
     problems = read.problems + _cross_checks(settings)
     if problems:
@@ -448,6 +512,18 @@ def _cross_checks(settings: Settings) -> list[str]:
         )
     if settings.observability.worker_metrics_port > 65535:
         problems.append(f"WORKER_METRICS_PORT must be a port number, got {settings.observability.worker_metrics_port}")
+    hooks = settings.webhooks
+    if not hooks.retry_schedule:
+        problems.append("WEBHOOK_RETRY_SCHEDULE must list at least one delay")
+    if hooks.jitter >= 1:
+        problems.append("WEBHOOK_RETRY_JITTER must be below 1 (a fraction of each delay)")
+    if hooks.concurrency > worker.concurrency:
+        problems.append("WEBHOOK_CONCURRENCY must not exceed WORKER_CONCURRENCY: deliveries would fill every slot")
+    if worker.visibility_timeout <= hooks.hold:
+        problems.append(
+            f"VISIBILITY_TIMEOUT must be above WEBHOOK_TIMEOUT + 5 ({hooks.hold:g}s): a running delivery's "
+            "message would be handed to a second worker"
+        )
     if settings.worker.provider == "groq" and settings.groq.api_key is None:
         problems.append("LLM_PROVIDER=groq needs GROQ_API_KEY")
     if settings.app.environment == "production":
@@ -460,6 +536,8 @@ def _cross_checks(settings: Settings) -> list[str]:
             problems.append("DEBUG must be false in production")
         if "*" in settings.api.allowed_origins:
             problems.append("ALLOWED_ORIGINS must list exact origins in production, not '*'")
+        if hooks.allow_private:
+            problems.append("WEBHOOK_ALLOW_PRIVATE must be false in production: it lets webhooks reach internal hosts")
         if settings.groq.api_key is None and settings.worker.provider != "offline":
             problems.append("GROQ_API_KEY is required in production unless LLM_PROVIDER=offline")
         token = settings.observability.metrics_token

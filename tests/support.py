@@ -98,7 +98,7 @@ class Worker:
         with self.log_path.open("wb") as log, (self.console_path or Path(os.devnull)).open("wb") as console:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                 "-Q", keys.QUEUE, "-n", self.name, "--without-mingle", "--without-gossip"],
+                 "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}", "-n", self.name, "--without-mingle", "--without-gossip"],
                 cwd=ROOT, env=self.env, stderr=log, stdout=console if self.console_path else log,
             )  # fmt: skip
         client = redis.Redis.from_url(self.env["REDIS_URL"])

@@ -23,7 +23,7 @@ settings = get_settings()
 configure_logging(settings, [observability.TaskLines()])
 app = create_celery(settings)
 app.conf.update(
-    include=["worker.tasks"],
+    include=["worker.tasks", "worker.webhooks.tasks"],
     # LLM calls are I/O-bound: threads give many concurrent calls per process at little memory
     # (see README "Choosing the pool" for the measurement). Operators scale with more processes.
     worker_pool="threads",

@@ -9,6 +9,9 @@ One worker process at a time (whoever holds `keys.RECOVERY_LOCK`) looks, every
 - a queued job whose message is neither on the queue nor taken by a worker, or was taken a check
   period ago and never started, gets a new message.
 
+It also moves webhook events on (`worker.webhooks.dispatch`): outbox events become deliveries, and
+deliveries whose time has come (a retry, a lost attempt) get their task messages.
+
 And, as the last resort, messages a worker took but never acknowledged within the visibility
 timeout go back on the queue (`shared.broker`), as kombu itself would do.
 
@@ -35,6 +38,7 @@ from shared.clock import utcnow
 from shared.jobs import PendingJob, PendingJobs
 from shared.queue import TaskEnvelopes
 from shared.schemas import TERMINAL_STATUSES, Job, JobError
+from worker.webhooks.dispatch import WebhookDispatch
 
 __all__ = ["RecoverySweep", "SweepReport", "plan"]
 
@@ -65,9 +69,21 @@ class SweepReport:
     pushed: int = 0
     restored: int = 0
     forgotten: int = 0
+    webhook_events: int = 0
+    webhook_messages: int = 0
 
     def __bool__(self) -> bool:
-        return any((self.recovered, self.failed, self.pushed, self.restored, self.forgotten))
+        return any(
+            (
+                self.recovered,
+                self.failed,
+                self.pushed,
+                self.restored,
+                self.forgotten,
+                self.webhook_events,
+                self.webhook_messages,
+            )
+        )
 
 
 _RELEASE = """
@@ -95,6 +111,7 @@ class RecoverySweep:
     visibility_timeout: float
     max_attempts: int
     clock: Callable[[], float] = time.monotonic
+    webhooks: WebhookDispatch | None = None
     _healthy_since: float | None = None
     _last_contact: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -123,6 +140,8 @@ class RecoverySweep:
                 acted += self._handle(job, report, may_recover_running=may_recover_running)
             if len(overdue) < BATCH or not acted:
                 break
+        if self.webhooks is not None:
+            report.webhook_events, report.webhook_messages = self.webhooks.sweep()
         restored = self.unacked.restore_stale(self.visibility_timeout)
         if restored:
             report.restored += restored

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.jobs import PendingJobs, SyncJobStore
+from shared import keys
+from shared.jobs import PendingJobs
 from shared.queue import TaskEnvelopes, create_celery
 from shared.settings import Settings, get_settings
 from worker.budget import GroqBudget
@@ -26,6 +27,10 @@ from worker.providers.offline.offline import OfflineProvider
 from worker.recovery import RecoverySweep
 from worker.retry import RetryPolicy
 from worker.service import JobProcessor
+from worker.webhooks.delivery import Deliverer
+from worker.webhooks.dispatch import DispatchingJobStore, WebhookDispatch
+from worker.webhooks.store import SyncWebhookStore
+from worker.webhooks.transport import SystemResolver, Transport
 
 __all__ = ["WorkerRuntime", "begin_shutdown", "build_runtime", "current", "start", "start_heartbeat", "stop"]
 
@@ -37,6 +42,8 @@ class WorkerRuntime:
     settings: Settings
     redis: redis.Redis
     processor: JobProcessor
+    deliverer: Deliverer
+    dispatch: WebhookDispatch
     heartbeat: Heartbeat | None = None
     sweep: RecoverySweep | None = None
     metrics_server: MetricsServer | None = None
@@ -65,8 +72,24 @@ def _provider(settings: Settings) -> ChecklistProvider:
     return OfflineProvider()
 
 
+def _webhooks(settings: Settings, client: redis.Redis) -> tuple[Deliverer, WebhookDispatch]:
+    hooks = settings.webhooks
+    envelopes = TaskEnvelopes(create_celery(settings), keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE)
+    store = SyncWebhookStore(client, envelopes, ttl=settings.jobs.ttl, check_after=hooks.hold)
+    transport = Transport(
+        SystemResolver(),
+        timeout=hooks.timeout,
+        allow_http=hooks.allow_http,
+        allow_private=hooks.allow_private,
+        # Tests never reach beyond loopback, whatever a test's URLs or resolver say.
+        loopback_only=settings.app.environment == "test",
+    )
+    return Deliverer(store, transport, hooks), WebhookDispatch(store)
+
+
 def build_runtime(settings: Settings) -> WorkerRuntime:
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    deliverer, dispatch = _webhooks(settings, client)
     fallback = OfflineProvider() if settings.use_groq and settings.worker.fallback == "offline" else None
     budget = None
     if settings.use_groq:
@@ -79,14 +102,14 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
             window=groq.budget_window,
         )
     processor = JobProcessor(
-        store=SyncJobStore(client, job_ttl=settings.jobs.ttl),
+        store=DispatchingJobStore(client, job_ttl=settings.jobs.ttl, dispatch=dispatch),
         provider=_provider(settings),
         policy=RetryPolicy.from_settings(settings.worker),
         fallback=fallback,
         budget=budget,
         lease=settings.worker.lease,
     )
-    return WorkerRuntime(settings=settings, redis=client, processor=processor)
+    return WorkerRuntime(settings=settings, redis=client, processor=processor, deliverer=deliverer, dispatch=dispatch)
 
 
 _lock = threading.Lock()
@@ -133,6 +156,7 @@ def start_heartbeat(settings: Settings, hostname: str) -> None:
                 lease=worker.lease,
                 visibility_timeout=worker.visibility_timeout,
                 max_attempts=worker.max_attempts,
+                webhooks=runtime.dispatch,
             )
             runtime.sweep.start()
 

@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -87,6 +87,8 @@ class AuthService:
     #: This process's revocations: an ended login is refused here at once, before its event comes back.
     revocations: RevocationCache
     jobs: JobStore
+    #: Deletes the owner's webhook endpoints, secrets and deliveries (`api.webhooks`).
+    delete_webhooks: Callable[[str], Awaitable[None]]
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).isoformat().replace("+00:00", "Z")
@@ -200,7 +202,9 @@ class AuthService:
             raise NotFound(f"no API key {key_id!r}")
 
     async def delete_account(self, principal: Principal) -> None:
-        """The account first (its tokens stop working at once), then every job it owns."""
+        """The account first (its tokens stop working at once), then every job it owns, then its
+        webhook endpoints, secrets and delivery records."""
         if not await self.store.delete_account(principal.user_id, self.settings.auth.access_token_ttl):
             raise NotFound("the account does not exist")
         await self.jobs.delete_owner(principal.user_id)
+        await self.delete_webhooks(principal.user_id)

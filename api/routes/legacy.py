@@ -53,7 +53,8 @@ def legacy_shape(job: Job) -> LegacyResponse:
     status_code=HTTP_200_OK,
     tags=["legacy"],
     summary="Legacy: submit and wait for the checklist",
-    description='Body: {"trip_data": TripRequest}. 200 with the old shape, or 202 if not done in time.',
+    description='Body: {"trip_data": TripRequest, "webhook"?: WebhookSpec}. 200 with the old shape, or 202 if '
+    "not done in time.",
     operation_id="generateChecklistLegacy",
     security=AUTHENTICATED,
     operation_class=Documented(LegacyRequest, headers={HTTP_202_ACCEPTED: ("Location",)}),
@@ -78,7 +79,10 @@ async def generate_checklist(request: Request[Any, Any, Any]) -> Response[Legacy
     legacy = decode_body(await json_body(request), LegacyRequest)
     trip = normalise_trip(legacy.trip_data, prefix="$.trip_data")
     resources, owner, context = resources_of(request), owner_of(request), log_context_of(request)
-    submitted = await resources.checklists.submit(owner, trip, request_id=context.request_id or "", api="legacy")
+    hook = resources.webhooks.job_hook(legacy.webhook, "$.webhook")
+    submitted = await resources.checklists.submit(
+        owner, trip, hook=hook, request_id=context.request_id or "", api="legacy"
+    )
     context.job_id = submitted.accepted.id
     job = await resources.checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
     if job.status == "succeeded":

@@ -55,16 +55,16 @@ async def test_a_client_generated_from_the_document_submits_and_polls_a_trip(
     assert offline_stack.account is not None
     submit = _module("api.checklists.submit_checklist")
     get_checklist = _module("api.checklists.get_checklist")
-    trip = _module("models.submit_checklist_trip_request")
-    transport = _module("models.submit_checklist_trip_request_transport")
+    trip = _module("models.submit_checklist_trip_submission")
+    transport = _module("models.submit_checklist_trip_submission_transport")
     models = _module("models")
     client = generated.AuthenticatedClient(
         base_url=offline_stack.api.base_url, token=offline_stack.account.access_token
     )
 
     async with client:
-        body = trip.SubmitChecklistTripRequest(
-            location="Rome", days=3, transport=transport.SubmitChecklistTripRequestTransport.TRAIN, occasion="visit"
+        body = trip.SubmitChecklistTripSubmission(
+            location="Rome", days=3, transport=transport.SubmitChecklistTripSubmissionTransport.TRAIN, occasion="visit"
         )
         accepted = await submit.asyncio_detailed(client=client, body=body)
         assert accepted.status_code == 202

@@ -12,6 +12,7 @@ Hypothesis runs derandomized with no example database, so a run is repeatable an
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,3 +128,27 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.fro
 @schema.parametrize()
 def test_the_api_answers_as_its_openapi_document_says(case: schemathesis.Case[Any], target: Target) -> None:
     case.call_and_validate(base_url=target.base_url, headers=target.headers_for(case))
+
+
+def test_a_jobs_event_stream_answers_as_the_document_says(target: Target) -> None:
+    """Generated job ids name no job (404): the stream's own answers are checked here, on a real job.
+
+    Its job is finished first, so that its stream ends after sending the job's current state; then
+    resuming after that (terminal) event is the 204."""
+    auth = {"Authorization": f"Bearer {target.access_token}"}
+    trip = {"location": "Rome", "days": 3, "transport": "train", "occasion": "visit"}
+    with httpx.Client(base_url=target.base_url, headers=auth, timeout=30.0) as client:
+        job_id = client.post("/api/v1/checklists", json=trip).json()["id"]
+        assert client.get(f"/api/v1/checklists/{job_id}", params={"wait": 20}).json()["status"] == "succeeded"
+    operation = schema["/api/v1/checklists/{job_id}/events"]["GET"]
+
+    streamed = operation.Case(path_parameters={"job_id": job_id}).call_and_validate(
+        base_url=target.base_url, headers=auth
+    )
+    last_id = re.findall(r"^id: (\S+)", streamed.text, re.MULTILINE)[-1]
+    resumed = operation.Case(path_parameters={"job_id": job_id}, headers={"Last-Event-ID": last_id}).call_and_validate(
+        base_url=target.base_url, headers=auth
+    )
+
+    assert "event: job.succeeded" in streamed.text
+    assert (streamed.status_code, resumed.status_code) == (200, 204)

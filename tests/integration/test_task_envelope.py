@@ -60,3 +60,21 @@ def test_each_envelope_gets_its_own_delivery_tag(redis_base_url: str) -> None:
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
     assert second["properties"]["delivery_tag"] == str(uuid.UUID("b" * 32))
     assert second["headers"]["id"] == second["properties"]["correlation_id"] == "b" * 32
+
+
+def test_the_webhook_envelope_matches_what_celery_publishes_on_its_queue(
+    broker: redis.Redis, redis_base_url: str
+) -> None:
+    app = create_celery(load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"})))
+    delivery_id = "fedcba9876543210fedcba9876543210"
+    request_id = "the-job-s-request-id"  # a delivery carries its job's
+
+    app.send_task(
+        keys.WEBHOOK_TASK_NAME, args=(delivery_id,), task_id=delivery_id, headers={REQUEST_ID_HEADER: request_id}
+    )
+    published = json.loads(broker.lpop(keys.WEBHOOK_QUEUE))  # type: ignore[arg-type]
+    envelopes = TaskEnvelopes(app, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE)
+    ours = json.loads(envelopes.build(delivery_id, request_id=request_id).body)
+
+    assert _comparable(ours) == _comparable(published)
+    assert broker.llen(keys.QUEUE) == 0

@@ -36,6 +36,7 @@ from shared.errors import (
     RateLimited,
     UnsupportedMediaType,
     WeakPassword,
+    WebhookLimitReached,
 )
 from shared.redis_mux import RedisUnavailable
 from shared.settings import load_settings
@@ -54,6 +55,7 @@ SAMPLES: list[Exception] = [
     NotFound("no checklist job"),
     IdempotencyKeyReused("Idempotency-Key was used with a different body"),
     JobNotCancelable("the job is already succeeded"),
+    WebhookLimitReached("a user can have at most 20 webhook endpoints"),
     DependencyUnavailable("log-in is unavailable; try again shortly"),
     ValidationException("Validation failed for GET /api/v1/checklists?limit=0"),
     RequestEntityTooLarge(),
@@ -144,6 +146,10 @@ def test_each_answer_is_typed_and_says_its_headers(label: str, operation: dict[s
                 assert schema == {"$ref": "#/components/schemas/Problem"}
             elif media_type == "application/json":
                 assert "$ref" in schema, f"{status} {media_type} is not a model: {schema}"
+            elif media_type == "text/event-stream":  # the schema of one event: its data is the model
+                assert label == "GET /api/v1/checklists/{job_id}/events"
+                assert schema["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+                assert schema["required"] == ["event", "data"]
             else:
                 assert label == "GET /metrics"
                 assert media_type.startswith("text/plain")

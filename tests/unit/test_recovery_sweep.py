@@ -339,6 +339,29 @@ def test_messages_unacknowledged_past_the_visibility_timeout_go_back_on_the_queu
     assert client.hexists(keys.UNACKED, recent.tag) == 1
 
 
+def test_unacknowledged_webhook_messages_go_back_while_their_delivery_is_pending(
+    client: redis.Redis, envelopes: TaskEnvelopes, redis_base_url: str
+) -> None:
+    settings = load_settings(environment({"REDIS_URL": f"{redis_base_url}/9"}))
+    hooks = TaskEnvelopes(create_celery(settings), keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE)
+    pending, delivered = uuid.uuid4().hex, uuid.uuid4().hex
+    client.hset(keys.delivery(pending), "status", "pending")
+    client.hset(keys.delivery(delivered), "status", "succeeded")
+    now = _redis_now(client)
+    messages = [hooks.build_another(pending), hooks.build_another(delivered)]
+    for message in messages:
+        client.hset(keys.UNACKED, message.tag, json.dumps([json.loads(message.body), "", keys.WEBHOOK_QUEUE]))
+        client.zadd(keys.UNACKED_INDEX, {message.tag: now - 61})
+
+    report = sweeper(client, envelopes, Clock()).run_once()
+
+    assert report is not None
+    assert report.restored == 1
+    (restored,) = client.lrange(keys.WEBHOOK_QUEUE, 0, -1)
+    assert json.loads(restored)["headers"]["id"] == pending
+    assert client.hlen(keys.UNACKED) == 0
+
+
 # --- the plan ------------------------------------------------------------------------------------
 
 

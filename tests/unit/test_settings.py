@@ -178,3 +178,45 @@ def test_groq_sampling_settings_have_documented_defaults_and_are_validated() -> 
     with pytest.raises(SettingsError) as bad:
         load_settings({"GROQ_TEMPERATURE": "3", "GROQ_SEED": "x", "GROQ_REASONING_EFFORT": "max"})
     assert len(bad.value.problems) == 3
+
+
+def test_webhook_defaults_follow_the_standard_webhooks_schedule() -> None:
+    hooks = load_settings({}).webhooks
+
+    assert hooks.timeout == 10.0
+    assert hooks.retry_schedule == (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    assert hooks.disable_after == 5 * 24 * 3600
+    assert hooks.max_endpoints == 20
+    assert hooks.secret_overlap == 24 * 3600
+    assert not hooks.allow_private
+    assert hooks.allow_http
+    assert hooks.concurrency == 4
+    assert load_settings({"WORKER_CONCURRENCY": "2"}).webhooks.concurrency == 1  # half the slots at most
+    assert not load_settings(GOOD_PRODUCTION).webhooks.allow_http  # https:// only in production
+
+
+def test_webhook_settings_are_parsed_and_checked_together() -> None:
+    hooks = load_settings({"WEBHOOK_RETRY_SCHEDULE": "0, 0.5,2", "WEBHOOK_ALLOW_PRIVATE": "true"}).webhooks
+    assert hooks.retry_schedule == (0.0, 0.5, 2.0)
+    assert hooks.allow_private
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(
+            {
+                "WEBHOOK_RETRY_SCHEDULE": "0,soon",
+                "WEBHOOK_RETRY_JITTER": "1.5",
+                "WEBHOOK_CONCURRENCY": "20",
+                "WORKER_CONCURRENCY": "4",
+                "WEBHOOK_TIMEOUT": "400",
+            }
+        )
+    problems = "\n".join(refused.value.problems)
+    assert "WEBHOOK_RETRY_SCHEDULE" in problems
+    assert "WEBHOOK_RETRY_JITTER" in problems
+    assert "WEBHOOK_CONCURRENCY must not exceed WORKER_CONCURRENCY" in problems
+    assert "VISIBILITY_TIMEOUT must be above WEBHOOK_TIMEOUT" in problems
+
+
+def test_production_refuses_webhooks_to_private_addresses() -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_ALLOW_PRIVATE must be false in production"):
+        load_settings({**GOOD_PRODUCTION, "WEBHOOK_ALLOW_PRIVATE": "true"})

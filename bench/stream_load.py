@@ -1,0 +1,125 @@
+"""Load for the event-stream benchmark (bench/streams.py), run as processes of their own.
+
+python -m bench.stream_load streams --port P --token T < job-ids
+    opens one event stream per job id (raw asyncio sockets on uvloop: a few KiB and no parsing
+    library per stream, so that the clients are never what is measured), prints `ready <s>`
+    once every stream has its first event, then one JSON line once every stream has ended:
+    per job, when (time.monotonic(), the system-wide clock) its terminal event arrived.
+python -m bench.stream_load probe --port P --token T --job ID --seconds S
+    times GET /health and GET /api/v1/checklists/{ID} one after the other on one keep-alive
+    connection, every 5 ms for S seconds; prints their latencies (ms) as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import uvloop
+
+_TERMINAL = (b"job.succeeded", b"job.failed", b"job.canceled")
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+def _request(path: str, token: str, accept: str = "application/json") -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nAccept: {accept}\r\n\r\n"
+    ).encode()
+
+
+async def _head(reader: asyncio.StreamReader) -> dict[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    if b" 200 " not in status:
+        raise RuntimeError(f"unexpected answer: {status!r}")
+    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(b":") for line in lines if line)}
+
+
+async def _chunk(reader: asyncio.StreamReader) -> bytes | None:
+    """One chunk of a chunked body (uvicorn sends each SSE message as one); None at the end."""
+    size = int((await reader.readline()).strip(), 16)
+    if size == 0:
+        await reader.readline()
+        return None
+    return (await reader.readexactly(size + 2))[:-2]
+
+
+class Streams:
+    def __init__(self, port: int, token: str, ids: list[str]) -> None:
+        self.port, self.token, self.ids = port, token, ids
+        self.opened = 0
+        self.all_open = asyncio.Event()
+        self.finished: dict[str, float] = {}
+        self.events: dict[str, int] = {}
+
+    async def follow(self, job_id: str, gate: asyncio.Semaphore) -> None:
+        async with gate:  # connect in waves, as clients arriving over a moment would
+            reader, writer = await _connect(self.port)
+            writer.write(_request(f"/api/v1/checklists/{job_id}/events", self.token, "text/event-stream"))
+            await _head(reader)
+        first = True
+        while (chunk := await _chunk(reader)) is not None:
+            if chunk.startswith(b":"):
+                continue  # a heartbeat
+            self.events[job_id] = self.events.get(job_id, 0) + 1
+            if first:
+                first = False
+                self.opened += 1
+                if self.opened == len(self.ids):
+                    self.all_open.set()
+            if any(kind in chunk for kind in _TERMINAL):
+                self.finished[job_id] = time.monotonic()
+        writer.close()
+
+    async def run(self) -> None:
+        began = time.monotonic()
+        gate = asyncio.Semaphore(100)
+        tasks = [asyncio.create_task(self.follow(job_id, gate)) for job_id in self.ids]
+        await self.all_open.wait()
+        print(f"ready {time.monotonic() - began:.3f}", flush=True)
+        await asyncio.gather(*tasks)
+        result = {"finished": self.finished, "events": self.events, "cpu": time.process_time()}
+        print(json.dumps(result), flush=True)
+
+
+async def probe(port: int, token: str, job_id: str, seconds: float) -> None:
+    reader, writer = await _connect(port)
+    latencies: dict[str, list[float]] = {"health": [], "poll": []}
+    requests = {"health": _request("/health", token), "poll": _request(f"/api/v1/checklists/{job_id}", token)}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, request in requests.items():
+            began = time.perf_counter()
+            writer.write(request)
+            head = await _head(reader)
+            await reader.readexactly(int(head[b"content-length"]))
+            latencies[name].append((time.perf_counter() - began) * 1000)
+        await asyncio.sleep(0.005)
+    writer.close()
+    print(json.dumps(latencies), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream_load", description=__doc__)
+    parser.add_argument("mode", choices=["streams", "probe"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--ids", help="streams: a file of job ids, one per line")
+    parser.add_argument("--job", help="probe: the job to poll")
+    parser.add_argument("--seconds", type=float, default=5.0, help="probe: how long")
+    args = parser.parse_args()
+    if args.mode == "streams":
+        ids = Path(args.ids).read_text().split()
+        uvloop.run(Streams(args.port, args.token, ids).run())
+    else:
+        uvloop.run(probe(args.port, args.token, args.job, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
