@@ -35,7 +35,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from api.security import Network, client_address
 from shared import job_scripts, keys, metrics
-from shared.observability import LogContext, bind, request_id_from, unbind
+from shared.observability import REQUEST_ID_HTTP_HEADER, LogContext, bind, request_id_from, unbind
 from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable
 
 __all__ = ["REQUEST_ID_HEADER", "MetricsPage", "Observed", "mark_this_process_dead", "status_class"]
@@ -43,7 +43,7 @@ __all__ = ["REQUEST_ID_HEADER", "MetricsPage", "Observed", "mark_this_process_de
 access_log = logging.getLogger("api.access")
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER = REQUEST_ID_HTTP_HEADER
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Routes a request that matched none counts under (unknown paths must not become labels).
@@ -178,7 +178,8 @@ class MetricsPage:
         self.link = link
         self.live_window = live_window
         self.multiprocess_dir = multiprocess_dir
-        self.queues = (keys.QUEUE,)
+        #: Each queue, and the key of the record its messages' task ids name (where `pushed` is).
+        self.queues = {keys.QUEUE: keys.job(""), keys.WEBHOOK_QUEUE: keys.delivery("")}
 
     async def render(self) -> bytes:
         registry = self._registry()
@@ -210,7 +211,7 @@ class MetricsPage:
         try:
             async with asyncio.timeout(_READ_TIMEOUT):
                 reply = await self.link.run_script(
-                    job_scripts.BACKLOG, [keys.WORKERS, *self.queues], [self.live_window, keys.job(""), _TAIL]
+                    job_scripts.BACKLOG, [keys.WORKERS, *self.queues], [self.live_window, _TAIL, *self.queues.values()]
                 )
         except (RedisUnavailable, RedisReplyError, OSError, TimeoutError) as exc:
             # The page still answers (Prometheus keeps the process's own samples); the gauges

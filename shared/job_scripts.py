@@ -304,20 +304,21 @@ BACKLOG = Script(
     + """
 -- What /metrics reports from Redis: live workers, and per queue how many messages wait and how
 -- long the oldest has waited. Workers take messages from a queue's tail, so the oldest waiting
--- message is there; its age is its job's `pushed` time (a message whose job is gone is skipped).
--- KEYS: workers, then the queues.  ARGV: seconds a heartbeat counts, job key prefix, how many
---       messages from the tail to look at.
+-- message is there; its age is its record's `pushed` time (a job's, or a webhook delivery's: the
+-- record its task id names; a message whose record is gone is skipped).
+-- KEYS: workers, then the queues.  ARGV: seconds a heartbeat counts, how many messages from the
+--       tail to look at, then per queue the key prefix of its records.
 -- Returns {workers alive, depth, age, depth, age, ...} (ages as strings: seconds, 0 when none waits).
 local out = {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')}
 for i = 2, #KEYS do
   local depth = redis.call('LLEN', KEYS[i])
   local age = 0
   if depth > 0 then
-    local tail = redis.call('LRANGE', KEYS[i], -tonumber(ARGV[3]), -1)
+    local tail = redis.call('LRANGE', KEYS[i], -tonumber(ARGV[2]), -1)
     for j = #tail, 1, -1 do
       local ok, message = pcall(cjson.decode, tail[j])
       local id = ok and type(message) == 'table' and type(message.headers) == 'table' and message.headers.id
-      local pushed = type(id) == 'string' and redis.call('HGET', ARGV[2] .. id, 'pushed')
+      local pushed = type(id) == 'string' and redis.call('HGET', ARGV[1 + i] .. id, 'pushed')
       if pushed then
         age = math.max(0, now - tonumber(pushed))
         break

@@ -34,6 +34,7 @@ from shared.settings import Settings
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "REQUEST_ID_HTTP_HEADER",
     "ContextFilter",
     "LogContext",
     "bind",
@@ -46,6 +47,8 @@ __all__ = [
     "uvicorn_log_config",
 ]
 
+#: The HTTP header a request id comes in and goes out with (API answers, webhook deliveries).
+REQUEST_ID_HTTP_HEADER = "X-Request-ID"
 #: The fields a line carries when its work is known, in the order console lines show them.
 CONTEXT_FIELDS = ("request_id", "job_id", "task_id", "owner")
 #: The name of the root handler this module installs (and replaces when called again).

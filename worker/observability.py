@@ -21,6 +21,7 @@ from wsgiref.simple_server import WSGIServer
 from celery.worker.request import Request
 from prometheus_client import start_http_server
 
+from shared import keys
 from shared.observability import LogContext, bind, unbind
 from shared.queue import REQUEST_ID_HEADER
 from shared.settings import Settings
@@ -49,24 +50,26 @@ class JobRequest(Request):
 
 
 class TaskLines(logging.Filter):
-    """Celery's own task lines ("Received task", "succeeded in") name the task in `data`; a task's id
-    is its job's id. Adds `task_id`, `job_id` and, when known, `request_id`."""
+    """Celery's own task lines ("Received task", "succeeded in") name the task in `data`; a checklist
+    task's id is its job's id. Adds `task_id`, `job_id` and, when known, `request_id`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         data = record.__dict__.get("data")
         if isinstance(data, dict) and isinstance(task_id := data.get("id"), str):
             fields = record.__dict__
             fields.setdefault("task_id", task_id)
-            fields.setdefault("job_id", task_id)
+            if data.get("name") == keys.TASK_NAME:
+                fields.setdefault("job_id", task_id)
             if (request_id := _received.get(task_id)) is not None:
                 fields.setdefault("request_id", request_id)
         return True
 
 
 def task_started(task_id: str, task: Any, args: Any = (), **_: Any) -> None:
-    """`task_prerun`: this thread's lines name the task, its job and its request from now on."""
+    """`task_prerun`: this thread's lines name the task, its job (a checklist task's argument; a
+    webhook delivery names it once claimed) and its request from now on."""
     request_id = task.request.get(REQUEST_ID_HEADER) or _received.get(task_id) or None
-    job_id = args[0] if args and isinstance(args[0], str) else None
+    job_id = args[0] if task.name == keys.TASK_NAME and args and isinstance(args[0], str) else None
     _running.token = bind(LogContext(request_id=request_id, job_id=job_id, task_id=task_id))
 
 

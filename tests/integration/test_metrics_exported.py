@@ -3,8 +3,9 @@
 `tests.monitoring.metric_names()` collects the names ops/prometheus/rules.yml and the Grafana
 dashboard query. The `tripcheck_` ones must be on a running API's or worker's /metrics after real
 traffic, and moved by it: jobs through the fake Groq (a retry, a budget wait, an offline fallback),
-a refused login, a body too large, a quota, and a Redis that refuses writes for a moment. The rest
-come from elsewhere: `redis_*` from redis_exporter, `up` from Prometheus itself.
+a webhook delivered to a real receiver, a refused login, a body too large, a quota, and a Redis
+that refuses writes for a moment. The rest come from elsewhere: `redis_*` from redis_exporter,
+`up` from Prometheus itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.groq_server import FakeGroq, Reply
+from tests.fakes.receiver import Receiver
 from tests.monitoring import metric_names
 from tests.redis_servers import TestRedis
 from tests.support import TEST_PASSWORD, ServedApi, Worker, groq_env
@@ -32,7 +34,6 @@ STILL_HERE = {
     "tripcheck_queue_depth": "the worker has drained the queue by the scrape (test_observability fills one)",
     "tripcheck_queue_oldest_message_age_seconds": "likewise",
     "tripcheck_sse_streams_open": "no event stream is open at the scrape",
-    "tripcheck_webhook_delivery_duration_seconds": "no webhook is delivered in this run",
 }
 #: Names from elsewhere than the service.
 NOT_OURS = ("redis_", "up")
@@ -52,6 +53,13 @@ def samples(text: str) -> dict[str, float]:
 
 
 @pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def running(tmp_path: Path, log_dir: Path, groq: FakeGroq) -> Iterator[tuple[ServedApi, Worker, TestRedis]]:
     with TestRedis(tmp_path / "redis", "--maxmemory-policy", "noeviction") as server:
         env = groq_env(
@@ -64,6 +72,7 @@ def running(tmp_path: Path, log_dir: Path, groq: FakeGroq) -> Iterator[tuple[Ser
             GROQ_BUDGET_WINDOW="1",
             RATE_LIMIT_REQUESTS="4",
             METRICS_TOKEN=METRICS_TOKEN,
+            WEBHOOK_ALLOW_PRIVATE="true",
         )
         worker = Worker(env, log_dir).start()
         api = ServedApi({**env, "WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}, log_dir)
@@ -84,7 +93,7 @@ def _wait_for(client: httpx.Client, job_id: str, headers: dict[str, str]) -> dic
 
 
 def test_every_metric_the_rules_and_the_dashboard_use_is_exported_and_moved_by_real_traffic(
-    running: tuple[ServedApi, Worker, TestRedis], groq: FakeGroq
+    running: tuple[ServedApi, Worker, TestRedis], groq: FakeGroq, receiver: Receiver
 ) -> None:
     api, worker, server = running
     # Two jobs at once, with one Groq call a second (GROQ_RPM=1): one goes through Groq, slowly;
@@ -105,10 +114,12 @@ def test_every_metric_the_rules_and_the_dashboard_use_is_exported_and_moved_by_r
             server.client().config_set("maxmemory", "0")
         assert refused.status_code == 503
 
-        jobs = [client.post("/api/v1/checklists", json=TRIP, headers=headers).json()["id"] for _ in range(2)]
+        trip = {**TRIP, "webhook": {"url": receiver.url()}}
+        jobs = [client.post("/api/v1/checklists", json=trip, headers=headers).json()["id"] for _ in range(2)]
         finished = [_wait_for(client, job_id, headers) for job_id in jobs]
         assert [job["status"] for job in finished] == ["succeeded", "succeeded"]
         assert sorted(job["result"]["generated_by"]["provider"] for job in finished) == ["groq", "offline"]
+        receiver.wait_for(2)  # job.succeeded, twice
 
         assert client.get("/api/v1/auth/me", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
         too_large = client.post("/api/v1/checklists", content=b"x" * 70_000, headers={**headers, **_JSON})

@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Stack
 from tests.fakes.groq_server import FakeGroq
+from tests.fakes.receiver import Receiver
 from tests.support import TEST_PASSWORD, ApiServer, ServedApi, Worker, groq_env, new_account, wait_for_status
 
 TRIP = {"location": "Lisbon, Portugal", "days": 3, "transport": "plane", "occasion": "city break"}
@@ -213,7 +214,7 @@ async def _client(stack: Stack) -> httpx.AsyncClient:
 def workerless_api(redis_base_url: str) -> Iterator[ApiServer]:
     url = f"{redis_base_url}/14"
     redis.Redis.from_url(url).flushdb()
-    api = ApiServer({"REDIS_URL": url}).start()
+    api = ApiServer({"REDIS_URL": url, "WEBHOOK_ALLOW_PRIVATE": "true"}).start()
     yield api
     api.stop()
 
@@ -255,6 +256,38 @@ def test_queue_depth_and_the_oldest_waiting_message_age_are_right_with_no_worker
         assert sample(text, "tripcheck_queue_depth", queue="checklists") == 0
         assert sample(text, "tripcheck_queue_oldest_message_age_seconds", queue="checklists") == 0
 
+        # The webhook queue: a ping's delivery message waits there (the API pushes it itself).
+        assert sample(text, "tripcheck_queue_depth", queue="webhooks") == 0
+        endpoint = api.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=headers).json()["id"]
+        before_ping = redis_time(client)
+        assert api.post(f"/api/v1/webhooks/{endpoint}/test", headers=headers).status_code == 202
+        time.sleep(0.5)
+        text = scrape(f"{workerless_api.base_url}/metrics")
+        assert sample(text, "tripcheck_queue_depth", queue="webhooks") == 1
+        age = sample(text, "tripcheck_queue_oldest_message_age_seconds", queue="webhooks")
+        assert age is not None
+        assert 0.5 <= age <= redis_time(client) - before_ping
+
+
+def test_open_event_streams_are_counted_while_they_are_open(workerless_api: ApiServer) -> None:
+    base = workerless_api.base_url
+    with httpx.Client(base_url=base, timeout=10.0) as api:
+        headers = _bearer(_signed_in(api))
+        job_id = api.post("/api/v1/checklists", json=TRIP, headers=headers).json()["id"]
+        before = sample(scrape(f"{base}/metrics"), "tripcheck_sse_streams_open")
+        with api.stream("GET", f"/api/v1/checklists/{job_id}/events", headers=headers) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()  # kept: a dropped iterator closes the connection
+            next(lines)  # the job's current state: the stream is open
+            during = sample(scrape(f"{base}/metrics"), "tripcheck_sse_streams_open")
+        deadline = time.monotonic() + 10
+        while (after := sample(scrape(f"{base}/metrics"), "tripcheck_sse_streams_open")) != before:
+            assert time.monotonic() < deadline, "the closed stream is still counted"
+            time.sleep(0.05)
+
+    assert during == (before or 0) + 1
+    assert after == before
+
 
 # --- one job's life in the logs, and nothing secret in them --------------------------------------------
 
@@ -274,7 +307,7 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
     return parsed
 
 
-def test_a_request_id_follows_its_job_through_api_and_worker_and_no_line_holds_a_secret(
+def test_a_request_id_follows_its_job_through_api_worker_and_webhook_and_no_line_holds_a_secret(
     redis_base_url: str, log_dir: Path, groq: FakeGroq, tmp_path: Path
 ) -> None:
     marker = uuid.uuid4().hex[:12]
@@ -285,14 +318,17 @@ def test_a_request_id_follows_its_job_through_api_and_worker_and_no_line_holds_a
         "secret key": f"planted-secret-key-{marker}-{'s' * 24}",
         "metrics token": f"planted-metrics-token-{marker}",
         "notes": f"PLANTED-NOTE-{marker} the spare key is under the mat",
+        "webhook token": f"hooktoken{marker}",  # in the receiver's URL, as many receivers want it
     }
     env = {
         **groq_env(groq.base_url, f"{redis_base_url}/11", GROQ_API_KEY=planted["groq key"]),
         "LOG_FORMAT": "json",
         "SECRET_KEY": planted["secret key"],
         "METRICS_TOKEN": planted["metrics token"],
+        "WEBHOOK_ALLOW_PRIVATE": "true",
     }
     request_id = f"client-{marker}"
+    receiver = Receiver().start()
     worker = Worker(env, log_dir, split_streams=True).start()
     api = ServedApi({**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}, log_dir).start()
     try:
@@ -308,15 +344,18 @@ def test_a_request_id_follows_its_job_through_api_and_worker_and_no_line_holds_a
             api_key = client.post("/api/v1/auth/api-keys", json={"name": "ci"}, headers=headers).json()["key"]
             assert client.get("/api/v1/auth/me", headers={"X-API-Key": api_key}).status_code == 200
 
+            webhook = {"url": receiver.url(path=f"/hooks/{planted['webhook token']}"), "events": ["job.succeeded"]}
             submitted = client.post(
                 "/api/v1/checklists",
-                json={**TRIP, "notes": planted["notes"]},
+                json={**TRIP, "notes": planted["notes"], "webhook": webhook},
                 headers={**headers, "X-Request-ID": request_id},
             )
             assert submitted.headers["x-request-id"] == request_id
             job_id = submitted.json()["id"]
             job = client.get(f"/api/v1/checklists/{job_id}", params={"wait": 20}, headers=headers).json()
             assert job["status"] == "succeeded"
+            (delivered,) = receiver.wait_for(1)
+            assert delivered.headers["X-Request-ID"] == request_id  # the receiver can tie it to the request
             # An unsafe request id is replaced, never echoed.
             replaced = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
             assert replaced.headers["x-request-id"] != "bad id\twith spaces"
@@ -324,6 +363,7 @@ def test_a_request_id_follows_its_job_through_api_and_worker_and_no_line_holds_a
     finally:
         api.stop()
         worker.stop()
+        receiver.stop()
 
     secrets = [*planted.values(), tokens["access_token"], tokens["refresh_token"], refreshed["access_token"],
                refreshed["refresh_token"], api_key]  # fmt: skip
@@ -343,8 +383,12 @@ def test_a_request_id_follows_its_job_through_api_and_worker_and_no_line_holds_a
     assert isinstance(access["duration_ms"], float)
 
     in_worker = [line for line in worker_lines if line.get("request_id") == request_id]
-    loggers = {line["logger"] for line in in_worker}
-    assert {"celery.worker.strategy", "celery.app.trace"} <= loggers  # received, succeeded
-    assert all(line["job_id"] == line["task_id"] == job_id for line in in_worker)
-    assert any(line.get("owner") == user_id for line in in_worker)
+    checklist = [line for line in in_worker if line.get("task_id") == job_id]
+    assert {"celery.worker.strategy", "celery.app.trace"} <= {line["logger"] for line in checklist}
+    assert all(line["job_id"] == job_id for line in checklist)
+    assert any(line.get("owner") == user_id for line in checklist)
+    # The webhook delivery's task carries the same id, and names the job once it holds the delivery.
+    (delivery,) = [line for line in in_worker if line["logger"] == "worker.webhooks.delivery"]
+    assert (delivery["job_id"], delivery["owner"]) == (job_id, user_id)
+    assert delivery["task_id"] != job_id
     assert os.path.getsize(worker.console_path) > 0  # Celery's banner went to stdout, not into the log
