@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ],
             allow_credentials="*" not in settings.api.allowed_origins,
         )
+    observed = Observed(trusted_proxies)
     app = Litestar(
         route_handlers=[
             AuthController,
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics_page,
         ],
         middleware=[AccessControl()],
-        before_send=[security_headers(settings.app.environment == "production")],
+        before_send=[security_headers(settings.app.environment == "production"), observed.before_send],
         exception_handlers=exception_handlers(),
         lifespan=[_lifespan(settings, trusted_proxies)],
         openapi_config=openapi,
@@ -191,5 +192,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Outside routing and error handling, as Litestar's OpenTelemetry middleware sits: every answer
     # (unknown paths, refusals by AccessControl) gets a request id, metrics and an access line.
-    app.asgi_handler = Observed(app.asgi_handler, trusted_proxies)
+    app.asgi_handler = observed.wrap(app.asgi_handler)
     return app

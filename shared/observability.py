@@ -19,12 +19,13 @@ SDK, httpx's transport) are held at INFO whatever LOG_LEVEL says.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import secrets
 import sys
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -36,6 +37,7 @@ __all__ = [
     "CONTEXT_FIELDS",
     "REQUEST_ID_HTTP_HEADER",
     "ContextFilter",
+    "JsonFormatter",
     "LogContext",
     "bind",
     "build_handler",
@@ -89,7 +91,7 @@ def current_context() -> LogContext | None:
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # what secrets.token_hex(16) does, one call instead of three
 
 
 def request_id_from(header: bytes | str | None) -> str:
@@ -127,23 +129,38 @@ class ConsoleFormatter(logging.Formatter):
         return super().format(record)
 
 
-def _json_formatter() -> logging.Formatter:
-    return MsgspecFormatter(
-        ["levelname", "name", "message"],
-        rename_fields={"levelname": "level", "name": "logger"},
-        timestamp=True,
-        # Defaults come first in each line: the timestamp keeps its place when filled in.
-        defaults={"timestamp": None},
+class JsonFormatter(MsgspecFormatter):
+    """python-json-logger's msgspec formatter: `timestamp`, `level`, `logger`, `message`, then the
+    record's own fields (the context's, a call's `extra`, a library's such as Celery's `data`).
+
+    `add_fields` is python-json-logger's extension point; this one does what the library's does
+    with less work per attribute (its general one renames and type-checks each of a record's two
+    dozen attributes), which was a fifth of the cost of an access line: one per request, README
+    "Observability".
+    """
+
+    def __init__(self) -> None:
         # uvicorn repeats its messages with terminal colours for its own formatter.
-        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
-    )
+        super().__init__(reserved_attrs=[*RESERVED_ATTRS, "color_message"])
+        self._standard = frozenset(self.reserved_attrs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        log_data.update(message_dict)
+        standard = self._standard
+        log_data.update(
+            {name: value for name, value in record.__dict__.items() if name not in standard and name[0] != "_"}
+        )
 
 
 def build_handler(log_format: str, filters: Iterable[logging.Filter] = ()) -> logging.Handler:
     """The root handler: stderr, JSON or console lines, with the context fields."""
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(HANDLER_NAME)
-    handler.setFormatter(_json_formatter() if log_format == "json" else ConsoleFormatter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
     handler.addFilter(ContextFilter())
     for extra in filters:
         handler.addFilter(extra)
@@ -172,6 +189,12 @@ def configure_logging(settings: Settings, filters: Iterable[logging.Filter] = ()
     for name in _BODY_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
     logging.captureWarnings(True)  # warnings are lines in the same format, not raw stderr text
+    # No line shows the caller's file and line, the thread or the process (logging's documented
+    # optimisations): finding them costs about a fifth of an access line, on every request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
