@@ -51,6 +51,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 UNMATCHED = "unmatched"
 _STATUS_CLASSES = {status: f"{status // 100}xx" for status in range(100, 600)}
 _WAIT = re.compile(rb"(?:^|&)wait=([^&]*)")
+_CLIENT_GONE = 499
 
 
 def status_class(status: int) -> str:
@@ -108,6 +109,11 @@ class Observed:
         metrics.HTTP_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            # The client went away before an answer (a long-poll given up): 499, as nginx logs it,
+            # not a server error.
+            state.setdefault("status", _CLIENT_GONE)
+            raise
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
             # 500: what the client got if the app failed without answering.
