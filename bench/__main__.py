@@ -20,7 +20,6 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import psutil
 import redis
 
 from bench.harness import (
+    TRIP,
     UNLIMITED,
     api_server,
     bare_server,
@@ -36,45 +36,17 @@ from bench.harness import (
     celery_worker,
     cpu_seconds,
     ensure_wrk,
+    finished_job,
     server_process,
+    sign_in,
+    wait_worker,
     wrk,
 )
 from bench.recovery import recovery
 from bench.streams import streams
-from shared import keys
 from shared.embedded_redis import EmbeddedRedis, free_port
 
-TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 TARGETS = {"submit": 0.40, "poll": 0.50}
-
-
-def sign_in(api: str) -> dict[str, str]:
-    """Register a bench user and log in; the Authorization header every request carries."""
-    credentials = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.com", "password": "bench pass phrase 2026"}
-    httpx.post(f"{api}/api/v1/auth/register", json=credentials).raise_for_status()
-    token = httpx.post(f"{api}/api/v1/auth/login", json=credentials).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
-    client = redis.Redis.from_url(redis_url)
-    deadline = time.monotonic() + timeout
-    while client.zcard(keys.WORKERS) == 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no worker announced itself")
-        time.sleep(0.05)
-    client.close()
-
-
-def finished_job(api: str, redis_url: str, env: dict[str, str], auth: dict[str, str]) -> tuple[str, bytes]:
-    """A succeeded job (the realistic thing to poll), made with a short-lived worker."""
-    with celery_worker(env):
-        wait_worker(redis_url)
-        headers = {"content-type": "application/json", **auth}
-        ident = httpx.post(f"{api}/api/v1/checklists", content=TRIP, headers=headers).json()["id"]
-        doc = httpx.get(f"{api}/api/v1/checklists/{ident}", params={"wait": 20}, headers=auth, timeout=30).content
-    redis.Redis.from_url(redis_url).delete(keys.WORKERS)
-    return ident, doc
 
 
 def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
