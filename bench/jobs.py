@@ -185,20 +185,3 @@ def groq_slots(count: int, redis_url: str, scratch: Path) -> float:
             fake.stdin.close()
         fake.wait(timeout=10)
     return rate / ideal
-
-
-def _main() -> None:  # pragma: no cover
-    import tempfile  # noqa: PLC0415
-
-    from shared.embedded_redis import EmbeddedRedis  # noqa: PLC0415
-
-    count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
-        if sys.argv[1] == "offline":
-            offline(count, server.url, Path(scratch))
-        else:
-            groq_slots(count, server.url, Path(scratch))
-
-
-if __name__ == "__main__":
-    _main()

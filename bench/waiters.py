@@ -137,18 +137,3 @@ def waiters(counts: list[int], redis_url: str, scratch: Path, *, window: float, 
             _round(kind, count, redis_url, scratch, window=window, probe=probe)
     print(f"  (goals: wake-up p99 ≤ {WAKE_GOAL_MS:g} ms, /health p99 ≤ {HEALTH_GOAL_MS:g} ms,"
           " Redis commands/s independent of the number waiting)")  # fmt: skip
-
-
-def _main() -> None:  # pragma: no cover - a quick way to run this section alone while working on it
-    import sys  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    from shared.embedded_redis import EmbeddedRedis  # noqa: PLC0415
-
-    counts = [int(n) for n in sys.argv[1:]] or [500]
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
-        waiters(counts, server.url, Path(scratch), window=5, probe=5)
-
-
-if __name__ == "__main__":
-    _main()
