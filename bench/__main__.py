@@ -182,8 +182,8 @@ def pools(redis_url: str) -> None:
 #: Sizes of the sections of --quick and --full: wrk seconds and rounds, waiter counts, Redis
 #: window and /health probe seconds, jobs per worker run, jobs through the Groq slots.
 SIZES: dict[str, dict[str, Any]] = {
-    "quick": {"seconds": 2.0, "rounds": 1, "waiters": [200, 1000], "window": 1.0, "probe": 2.0,
-              "jobs": 800, "groq_jobs": 400, "latency_jobs": 50},
+    "quick": {"seconds": 2.0, "rounds": 1, "waiters": [200, 1000], "window": 1.0, "probe": 1.5,
+              "jobs": 500, "groq_jobs": 300, "latency_jobs": 50},
     "full": {"seconds": 5.0, "rounds": 3, "waiters": [500, 5000], "window": 5.0, "probe": 16.0,
              "jobs": 10_000, "groq_jobs": 4000, "latency_jobs": 300},
 }  # fmt: skip
