@@ -25,7 +25,8 @@ readonly ROOT
 readonly ENV_FILE=${ENV_FILE:-$ROOT/.env}
 readonly STATE_DIR=${DEPLOY_STATE_DIR:-$ROOT/var/deploy}
 readonly COMPOSE_FILE=$ROOT/docker-compose.prod.yml
-#: .env variables that must be set (and not left at CHANGE_ME) for a deploy.
+#: .env variables that must be set (and not left at CHANGE_ME) for a deploy (GROQ_API_KEY unless
+#: LLM_PROVIDER=offline).
 readonly REQUIRED=(SECRET_KEY GROQ_API_KEY REDIS_PASSWORD DOMAIN ACME_EMAIL FLOWER_BASIC_AUTH GRAFANA_ADMIN_PASSWORD ALERTMANAGER_WEBHOOK_URL)
 
 say() { echo "deploy: $*"; }
@@ -61,6 +62,8 @@ check_env() {
   [[ $mode == 600 || $mode == 400 ]] || die "$ENV_FILE has mode $mode: it holds secrets, run chmod 600 $ENV_FILE"
   local problems=() name value
   for name in "${REQUIRED[@]}"; do
+    # The offline generator needs no Groq key.
+    [[ $name == GROQ_API_KEY && $(env_value LLM_PROVIDER) == offline ]] && continue
     value=$(env_value "$name")
     if [[ -z $value ]]; then
       problems+=("$name is not set")
@@ -299,7 +302,7 @@ replace() {
   fi
   ((count >= 1)) || count=1
   say "$service: starting $count instance(s) of $tag beside ${#old[@]} running"
-  mapfile -t new < <(driver start "$service" "$tag" "$count")
+  mapfile -t new < <(driver start "$service" "$tag" "$count" || true)
   ((${#new[@]})) || {
     say "$service: nothing started"
     return 1
@@ -311,12 +314,16 @@ replace() {
       return 1
     fi
   done
-  [[ $service == api ]] && driver route api "${new[@]}"
+  if [[ $service == api ]]; then
+    driver route api "${new[@]}" || return 1
+  fi
   if ((${#old[@]})); then
     say "$service: $tag is healthy; stopping the ${#old[@]} old instance(s) (graceful)"
-    driver stop "${old[@]}"
+    driver stop "${old[@]}" || return 1
   fi
-  [[ $service == api ]] && driver route api service
+  if [[ $service == api ]]; then
+    driver route api service || return 1
+  fi
   say "$service: now on $tag"
 }
 
@@ -344,11 +351,12 @@ verify() {
     "$ROOT/ops/verify.sh" "$(base_url)"
 }
 
+# Called as `if rollout ...`, where bash ignores `set -e`: every step says `|| return 1`.
 rollout() { # TAG: every service on TAG, ready and verified
   local tag=$1
-  driver infra "$tag"
+  driver infra "$tag" || return 1
   replace api "$tag" || return 1
-  driver edge "$tag"
+  driver edge "$tag" || return 1
   replace worker "$tag" || return 1
   replace flower "$tag" || return 1
   wait_ready || return 1
@@ -374,15 +382,14 @@ cmd_deploy() {
   say "deploying $tag (running: ${previous:-nothing})"
   driver build "$tag" || die "building $tag failed"
   driver validate "$tag" || die "the settings in $ENV_FILE are refused by $tag (see above); nothing was changed"
-  if [[ -n $previous && $previous != "$tag" ]]; then
-    record previous "$previous"
-    say "rollback target: $previous"
-  fi
+  [[ -n $previous && $previous != "$tag" ]] && say "rollback target: $previous"
   if [[ -n $previous ]]; then
     driver infra "$tag"
     cmd_backup || die "the backup before deploying failed; nothing was changed"
   fi
   if rollout "$tag"; then
+    # What `rollback` returns to: the release this one replaced (kept as is after a failed deploy).
+    [[ -n $previous && $previous != "$tag" ]] && record previous "$previous"
     record current "$tag"
     say "deployed $tag"
     return 0

@@ -56,9 +56,9 @@ expect() {
   [[ $got == "$want" ]] || fail "$what answered $got, expected $want: $(head -c 300 "$work/body")"
 }
 
-# The value of a string or number field in the last body.
+# The value of the first string or number field NAME in the last body.
 field() {
-  sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p" "$work/body" | head -n 1
+  { grep -o "\"$1\":\"\{0,1\}[^\",}]*" "$work/body" || true; } | head -n 1 | sed "s/^\"$1\":\"\{0,1\}//"
 }
 
 # The value of a header in the last response (case-insensitive name).
