@@ -15,8 +15,9 @@ $(STAMP): requirements.lock
 	@touch $(STAMP)
 
 ## run: start Redis (embedded unless REDIS_URL is set), the API and one worker, restart any that crashes; Ctrl-C stops all.
+## FLOWER=1 starts Flower beside them (credentials printed at start).
 run: $(STAMP)
-	$(BIN)/python -m ops.run_local
+	$(BIN)/python -m ops.run_local $(if $(FLOWER),--flower)
 
 # Debian packages the suite needs (headless Chromium, a TLS-capable redis-server): tests/system-packages.sh.
 $(SYSTEM_STAMP): tests/system-packages.sh $(STAMP)
@@ -41,9 +42,10 @@ fmt: $(STAMP)
 receiver: $(STAMP)
 	$(BIN)/python -m ops.receiver
 
-## flower: Celery monitoring UI on http://127.0.0.1:5555 (needs REDIS_URL of a running service).
+## flower: Celery monitoring UI on http://127.0.0.1:5555/flower/ (needs REDIS_URL of a running service;
+## FLOWER_BASIC_AUTH=user:password, or a password is made and printed).
 flower: $(STAMP)
-	$(BIN)/celery -A worker.celery_app flower --address=127.0.0.1 --port=5555
+	$(BIN)/python -m ops.flower
 
 ## bench: the service under load against bare Litestar baselines; prints ratios.
 bench: $(STAMP)

@@ -1,13 +1,15 @@
-"""The API application factory: `uvicorn --factory api.app:create_app`.
+"""The API application factory: `python -m api.serve` runs it (uvicorn `--factory api.app:create_app`).
 
-`create_app()` wires routes, dependencies, error handling and docs; Redis, the event subscription
-and the Celery app object are created in the lifespan (never at import) and closed on shutdown.
+`create_app()` wires routes, dependencies, error handling, docs, logging and the observability
+wrapper (`api.observability`); Redis, the event subscription and the Celery app object are created
+in the lifespan (never at import) and closed on shutdown.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,20 +28,22 @@ from api.deps import Resources
 from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
+from api.observability import REQUEST_ID_HEADER, MetricsPage, Observed, mark_this_process_dead
 from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
 from api.routes.checklists import ChecklistController
 from api.routes.events import JobEventsController
-from api.routes.health import live, metrics, ready
+from api.routes.health import live, metrics_page, ready
 from api.routes.legacy import generate_checklist
 from api.routes.webhooks import WebhookController, job_deliveries
-from api.security import AccessControl, security_headers
+from api.security import AccessControl, Network, security_headers
 from api.service import ChecklistService
 from api.streams import EventStreamService
 from api.webhooks import WebhookService
 from shared import keys
 from shared.jobs import JobStore
+from shared.observability import configure_logging
 from shared.queue import TaskEnvelopes, create_celery
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings, get_settings
@@ -50,7 +54,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, trusted_proxies: list[Network]):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         link = MultiplexedRedis(settings.redis_url)  # request path: one multiplexed connection
@@ -98,7 +102,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             auth=auth,
             authenticator=Authenticator(signer, accounts, revocations, settings.auth.api_key_cache_ttl),
             limiter=limiter,
-            trusted_proxies=[ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies],
+            trusted_proxies=trusted_proxies,
+            metrics=MetricsPage(link, live_window=settings.worker.lease, multiprocess_dir=_MULTIPROCESS_DIR),
             webhooks=webhooks,
         )
         try:
@@ -107,6 +112,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await events.stop()
             await link.close()
             await pubsub_client.aclose()
+            mark_this_process_dead(_MULTIPROCESS_DIR)
 
     return lifespan
 
@@ -117,9 +123,15 @@ async def _load_revocations(accounts: AccountStore, revocations: RevocationCache
         revocations.add(revocation)
 
 
+#: Where prometheus-client keeps every API process's samples (set by `api.serve` before any import
+#: of prometheus-client, which picks its mode then); None: one process, its own registry.
+_MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.app.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    trusted_proxies = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies]
     openapi = None
     if settings.api.docs_enabled:
         openapi = OpenAPIConfig(
@@ -135,9 +147,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors = CORSConfig(
             allow_origins=list(settings.api.allowed_origins),
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "Last-Event-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-API-Key",
+                "Last-Event-ID",
+                REQUEST_ID_HEADER,
+            ],
             expose_headers=[
                 "Location",
+                REQUEST_ID_HEADER,
                 "Retry-After",
                 "RateLimit-Limit",
                 "RateLimit-Remaining",
@@ -145,7 +165,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ],
             allow_credentials="*" not in settings.api.allowed_origins,
         )
-    return Litestar(
+    observed = Observed(trusted_proxies)
+    app = Litestar(
         route_handlers=[
             AuthController,
             ChecklistController,
@@ -155,14 +176,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
             job_deliveries,
             live,
             ready,
-            metrics,
+            metrics_page,
         ],
         middleware=[AccessControl()],
-        before_send=[security_headers(settings.app.environment == "production")],
+        before_send=[security_headers(settings.app.environment == "production"), observed.before_send],
         exception_handlers=exception_handlers(),
-        lifespan=[_lifespan(settings)],
+        lifespan=[_lifespan(settings, trusted_proxies)],
         openapi_config=openapi,
         cors_config=cors,
         request_max_body_size=settings.api.max_body_bytes,
         debug=settings.app.debug,
+        # Logging is configured above (shared.observability), the same in every process: Litestar's
+        # own set-up would replace the root handler with one in its own format.
+        logging_config=None,
     )
+    # Outside routing and error handling, as Litestar's OpenTelemetry middleware sits: every answer
+    # (unknown paths, refusals by AccessControl) gets a request id, metrics and an access line.
+    app.asgi_handler = observed.wrap(app.asgi_handler)
+    return app

@@ -17,14 +17,16 @@ from api.auth.principals import Authenticator, Principal
 from api.auth.service import AuthService
 from api.events import JobEventHub
 from api.limits import RateLimiter
+from api.observability import MetricsPage
 from api.service import ChecklistService
 from api.streams import EventStreamService
 from api.webhooks import WebhookService
 from shared.errors import MalformedBody, UnsupportedMediaType
+from shared.observability import LogContext
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
 
-__all__ = ["Resources", "json_body", "owner_of", "principal_of", "resources_of"]
+__all__ = ["Resources", "json_body", "log_context_of", "owner_of", "principal_of", "resources_of"]
 
 
 @dataclass
@@ -38,12 +40,19 @@ class Resources:
     authenticator: Authenticator
     limiter: RateLimiter
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    metrics: MetricsPage
     webhooks: WebhookService
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
+
+
+def log_context_of(request: Request[Any, Any, Any]) -> LogContext:
+    """The request's id and what its log lines name (set by `api.observability.Observed`)."""
+    context: LogContext = request.scope["state"]["log_context"]
+    return context
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 import redis.asyncio
 
-from shared import keys
+from shared import keys, metrics
 from shared.jobs import JobEvent
 
 __all__ = ["RESUBSCRIBED", "JobEventHub", "Watch"]
@@ -100,6 +100,7 @@ class JobEventHub:
                 self._subscribed.clear()
                 if self._stopping:  # redis-py may turn our cancellation into a connection error
                     return
+                metrics.count_redis_error("api", exc)
                 log.warning("job event subscription lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -23,8 +23,8 @@ from limits.aio.storage import RedisStorage
 from limits.aio.storage.redis.bridge import RedisBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
-from prometheus_client import Counter
 
+from shared import metrics
 from shared.errors import DependencyUnavailable, RateLimited
 from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable, Script
 
@@ -33,7 +33,6 @@ __all__ = ["Decision", "MultiplexedRedisStorage", "Quota", "RateLimiter", "quota
 log = logging.getLogger(__name__)
 _STORAGE_ERRORS = (RedisUnavailable, RedisReplyError, StorageError, OSError)
 _KEY_CACHE = 10_000
-LIMITER_ERRORS = Counter("rate_limiter_errors_total", "Requests let through because the rate limiter was unreachable.")
 
 
 def quota(amount: int, seconds: int) -> RateLimitItem:
@@ -232,8 +231,9 @@ class RateLimiter:
         try:
             replies = await bridge.link.run_scripts(calls)
         except _STORAGE_ERRORS as exc:
+            metrics.count_redis_error("api", exc)
             if fail_open:
-                LIMITER_ERRORS.inc()
+                metrics.RATE_LIMITER_ERRORS.inc()
                 log.error("rate limiter unavailable, letting the request through: %s", exc)  # noqa: TRY400
                 return None
             raise DependencyUnavailable("rate limiting is unavailable; try again shortly") from exc
@@ -244,6 +244,7 @@ class RateLimiter:
             decisions.append(decision)
             if not replies[2 * index]:
                 refused.append(max(1, math.ceil(wait)))
+                metrics.RATE_LIMITED.labels(q.name).inc()
         tightest = min(decisions, key=lambda decision: (decision.remaining, -decision.reset_after))
         if refused:
             raise RateLimited("too many requests; slow down", retry_after=max(refused), headers=tightest.headers())

@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from shared import metrics
 from shared.errors import ApiError, AuthenticationFailed, DependencyUnavailable, RateLimited
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 
@@ -142,6 +143,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 def _http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    if status == 413:
+        metrics.BODY_TOO_LARGE.inc()
     if status >= 500 and exc.detail == _CLIENT_GONE:
         # Litestar reports a client that hung up mid-body as a 500; nothing failed on our side.
         log.info("client disconnected during %s %s", request.method, request.url.path)
@@ -158,6 +161,7 @@ def _http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
 
 
 def _redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    metrics.count_redis_error("api", exc)
     log.error("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
     return problem_response(
         request,

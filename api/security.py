@@ -31,8 +31,9 @@ from api.auth.principals import Principal
 from api.auth.service import log_auth_failure
 from api.limits import Decision, Quota, quota
 from shared.errors import AuthenticationFailed
+from shared.observability import current_context
 
-__all__ = ["AccessControl", "client_address", "security_headers"]
+__all__ = ["AccessControl", "Network", "client_address", "security_headers"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -95,6 +96,9 @@ class AccessControl(ASGIMiddleware):
                 log_auth_failure(failure.reason, address)
                 raise
             scope["user"] = principal
+            context = current_context()
+            if context is not None:  # the request's log lines name whom it acts for from here on
+                context.owner = principal.user_id
             decision = await resources.limiter.spend(self._quotas(principal, opt, limits), fail_open=True)
         await next_app(scope, receive, _with_rate_headers(send, decision))
 

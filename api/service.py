@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
 from api.events import RESUBSCRIBED, JobEventHub
-from shared import lifecycle
+from shared import lifecycle, metrics
 from shared.clock import utcnow
 from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
 from shared.jobs import JobStore, decode_cursor, fingerprint
@@ -26,6 +27,8 @@ from shared.schemas import TERMINAL_STATUSES, Job, JobStatus, SubmitAccepted, Tr
 __all__ = ["ChecklistService", "Submitted", "accepted"]
 
 _MAX_IDEMPOTENCY_KEY = 255
+#: `tripcheck_jobs_submitted_total` by API, looked up once (`labels()` costs more than `inc()`).
+_SUBMITTED = {api: metrics.JOBS_SUBMITTED.labels(api) for api in ("v1", "legacy")}
 
 
 class _StatusOnly(msgspec.Struct):
@@ -78,26 +81,36 @@ class ChecklistService:
     clock: Callable[[], datetime] = utcnow
 
     async def submit(
-        self, owner: str, trip: TripRequest, idempotency_key: str | None = None, hook: bytes = b""
+        self,
+        owner: str,
+        trip: TripRequest,
+        idempotency_key: str | None = None,
+        hook: bytes = b"",
+        *,
+        request_id: str = "",
+        api: Literal["v1", "legacy"] = "v1",
     ) -> Submitted:
         """Store and enqueue a job in one round trip; replay the earlier job for a known key.
 
-        `hook` is the job's own webhook (JSON, `api.webhooks.WebhookService.job_hook`) or b"".
+        `hook` is the job's own webhook (JSON, `api.webhooks.WebhookService.job_hook`) or b"";
+        `request_id` (the submission's) is stored with the job and sent with its task messages.
         """
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
         body_print = fingerprint(_trip_encoder.encode(trip) + hook) if idempotency_key else ""
         outcome = await self.store.create(
             job,
             owner,
-            self.envelopes.build(job.id),
+            self.envelopes.build(job.id, request_id=request_id),
             idempotency_key=idempotency_key,
             body_fingerprint=body_print,
             hook=hook,
+            request_id=request_id,
         )
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:
             return Submitted(accepted=accepted(_job_decoder.decode(outcome.doc)), replayed=True)
+        _SUBMITTED[api].inc()
         return Submitted(accepted=accepted(job), replayed=False)
 
     async def get_doc(self, owner: str, job_id: str) -> bytes:
@@ -152,6 +165,7 @@ class ChecklistService:
                 raise JobNotCancelable(f"checklist job {job_id} is already {stored.job.status}")
             canceled = await self.store.transition(stored, lifecycle.cancel(stored.job, self.clock()))
             if canceled is not None:
+                metrics.observe_finished(canceled.job)
                 return canceled.job
             await asyncio.sleep(0)  # the job moved on meanwhile: read it again
 

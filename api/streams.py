@@ -12,7 +12,8 @@ Where a stream starts:
   state: its latest recorded event. Each event carries the whole job, so the current state is all
   a client needs to go on; what it did not see is the states in between.
 It ends after the job's terminal event, when the job is deleted, or when Redis goes away (the
-client reconnects with its `Last-Event-ID`).
+client reconnects with its `Last-Event-ID`). Open streams are counted in
+`tripcheck_sse_streams_open` (across the API's processes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from api.events import JobEventHub
 from api.problems import redis_unavailable
 from api.service import ChecklistService, status_of
+from shared import metrics
 from shared.jobs import JobStore, RecordedEvent
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 from shared.schemas import TERMINAL_STATUSES
@@ -104,6 +106,7 @@ class EventStream:
         return self._follow()
 
     async def _follow(self) -> AsyncIterator[StreamEvent | None]:
+        metrics.SSE_STREAMS_OPEN.inc()
         try:
             async for item in self._events():
                 yield item
@@ -112,7 +115,10 @@ class EventStream:
                 raise
             # Headers are sent: no problem answer is possible. Ending the stream makes the client
             # reconnect with its Last-Event-ID, and get a 503 while Redis is still unavailable.
+            metrics.count_redis_error("api", exc)
             log.warning("event stream of job %s ended: %s", self.job_id, exc)
+        finally:
+            metrics.SSE_STREAMS_OPEN.dec()
 
     async def _events(self) -> AsyncIterator[StreamEvent | None]:
         store, heartbeat = self.service.store, self.service.heartbeat

@@ -139,17 +139,22 @@ class WebhookService:
 
     # -- deliveries ------------------------------------------------------------------------
 
-    async def ping(self, owner: str, endpoint_id: str) -> PingAccepted:
+    async def ping(self, owner: str, endpoint_id: str, *, request_id: str = "") -> PingAccepted:
+        """A test event for an endpoint; its delivery carries the request id of the API request."""
         _check_id(endpoint_id, "webhook endpoint")
         delivery = os.urandom(16).hex()
         body = ping_payload(endpoint_id, datetime.now(UTC))
-        if not await self.store.ping(owner, endpoint_id, delivery, body, self.envelopes.build_another(delivery)):
+        message = self.envelopes.build_another(delivery, request_id=request_id)
+        if not await self.store.ping(owner, endpoint_id, delivery, body, message, request_id=request_id):
             raise NotFound(f"no webhook endpoint {endpoint_id!r}")
         return PingAccepted(delivery_id=delivery, webhook_id=webhook_id(delivery))
 
-    async def redeliver(self, owner: str, delivery: str) -> RedeliveryAccepted:
+    async def redeliver(self, owner: str, delivery: str, *, request_id: str = "") -> RedeliveryAccepted:
+        """Send a delivery again; this attempt's message carries the request id of the API request."""
         _check_id(delivery, "delivery")
-        sent = await self.store.redeliver(owner, delivery, self.envelopes.build_another(delivery))
+        sent = await self.store.redeliver(
+            owner, delivery, self.envelopes.build_another(delivery, request_id=request_id)
+        )
         if sent is None:
             raise NotFound(f"no delivery {delivery!r}")
         return RedeliveryAccepted(delivery_id=delivery, webhook_id=sent)

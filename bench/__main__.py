@@ -1,6 +1,7 @@
 """`make bench`: the service under load, reported as ratios against baselines run in the same session.
 
-1. Throughput (wrk, 1 connection thread, one uvicorn process each, alternating rounds):
+1. Throughput (wrk, 1 connection thread, one uvicorn process each, alternating rounds; the API as
+   `api.serve` runs it, metrics on; `--access-log`: its access log too, as in production):
    - submit: POST /api/v1/checklists  vs  a bare Litestar POST that msgspec-decodes the same body;
    - poll:   GET /api/v1/checklists/{id} (a succeeded job)  vs  a bare GET sending the same bytes.
 2. Submit → worker start latency on an idle system (p50, p99), from the jobs' own timestamps.
@@ -29,12 +30,13 @@ import redis
 
 from bench.harness import (
     UNLIMITED,
+    api_server,
+    bare_server,
     base_env,
     celery_worker,
     cpu_seconds,
     ensure_wrk,
     server_process,
-    uvicorn_server,
     wrk,
 )
 from bench.recovery import recovery
@@ -78,13 +80,20 @@ def finished_job(api: str, redis_url: str, env: dict[str, str], auth: dict[str, 
 def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
     env = base_env(REDIS_URL=redis_url, **UNLIMITED)
     api_port, bare_port = free_port(), free_port()
-    with uvicorn_server("api.app:create_app", api_port, env) as api:
+    # Metrics are always on (api.serve's multiprocess mode). With --access-log the API also logs as
+    # in production, an access line per request in JSON (into a file); without, at WARNING, as the
+    # figures before observability were measured.
+    api_env = {**env, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json"} if args.access_log else env
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        api_server(api_port, api_env, log=Path(scratch) / "api.log") as api,
+    ):
         auth = sign_in(api)
         job_id, doc = finished_job(api, redis_url, env, auth)
         with tempfile.NamedTemporaryFile(suffix=".json") as doc_file:
             Path(doc_file.name).write_bytes(doc)
             bare_env = base_env(BARE_DOC_FILE=doc_file.name)
-            with uvicorn_server("bench.bare:create_bare_app", bare_port, bare_env) as bare:
+            with bare_server(bare_port, bare_env) as bare:
                 processes = {"bare": server_process(bare_port), "api": server_process(api_port)}
                 runs: dict[str, list[float]] = {"bare POST": [], "submit": [], "bare GET": [], "poll": []}
                 cpu: dict[str, list[float]] = {name: [] for name in runs}
@@ -123,7 +132,7 @@ def start_latency(args: argparse.Namespace, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()  # start idle: no backlog (nor its pending jobs) from the throughput runs
     env = base_env(REDIS_URL=redis_url, **UNLIMITED)
-    with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env):
+    with api_server(free_port(), env) as api, celery_worker(env):
         wait_worker(redis_url)
         time.sleep(1.0)
         ids: list[str] = []
@@ -163,7 +172,7 @@ def pools(redis_url: str) -> None:
                          ("threads -c 16", ("--pool", "threads", "-c", "16")),
                          ("threads -c 32", ("--pool", "threads", "-c", "32"))):  # fmt: skip
         redis.Redis.from_url(redis_url).flushdb()  # no jobs left from the previous pool
-        with uvicorn_server("api.app:create_app", free_port(), env) as api, celery_worker(env, *extra) as worker:
+        with api_server(free_port(), env) as api, celery_worker(env, *extra) as worker:
             wait_worker(redis_url)
             with httpx.Client(base_url=api, timeout=120, headers=sign_in(api)) as http:
                 began = time.monotonic()
@@ -192,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-jobs", type=int, default=300)
+    parser.add_argument("--access-log", action="store_true", help="the API writes its access log (INFO, JSON)")
     parser.add_argument("--pools", action="store_true", help="also compare Celery pools")
     parser.add_argument("--recovery", action="store_true", help="also time recovery from crashes")
     parser.add_argument("--only-recovery", action="store_true", help="only time recovery from crashes")

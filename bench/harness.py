@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -52,16 +53,31 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn_server(factory: str, port: int, env: dict[str, str], workers: int = 1) -> Iterator[str]:
-    """The same uvicorn command `make run` and the API container use."""
+def api_server(port: int, env: dict[str, str], workers: int = 1, log: Path | None = None) -> Iterator[str]:
+    """The API as `make run` and its container start it (`python -m api.serve`); its log lines go to
+    `log` (the access log costs what it costs in production), or to this terminal."""
+    command = [sys.executable, "-m", "api.serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with _served(command, env, f"http://127.0.0.1:{port}", "/health", log) as base:
+        yield base
+
+
+@contextmanager
+def bare_server(port: int, env: dict[str, str]) -> Iterator[str]:
+    """The bare baseline, on the uvicorn options `api.serve` uses (one process, no access log)."""
     command = [
-        sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
+        sys.executable, "-m", "uvicorn", "--factory", "bench.bare:create_bare_app", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
+    with _served(command, env, f"http://127.0.0.1:{port}", "/bare/x", None) as base:
+        yield base
+
+
+@contextmanager
+def _served(command: list[str], env: dict[str, str], base: str, probe: str, log: Path | None) -> Iterator[str]:
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=output)
     try:
-        wait_http(f"{base}/health" if "api.app" in factory else f"{base}/bare/x")
+        wait_http(f"{base}{probe}")
         yield base
     finally:
         process.terminate()
@@ -82,11 +98,12 @@ def celery_worker(env: dict[str, str], *extra: str) -> Iterator[subprocess.Popen
 
 
 def server_process(port: int) -> psutil.Process:
-    """The uvicorn process this benchmark started for `port` (to read its CPU time)."""
+    """The server process this benchmark started for `port` (to read its CPU time)."""
     for child in psutil.Process().children(recursive=True):
-        if "uvicorn" in child.cmdline() and str(port) in child.cmdline():
+        command = child.cmdline()
+        if ("uvicorn" in command or "api.serve" in command) and str(port) in command:
             return child
-    raise RuntimeError(f"no uvicorn process for port {port}")
+    raise RuntimeError(f"no server process for port {port}")
 
 
 def cpu_seconds(process: psutil.Process) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.harness import UNLIMITED, base_env, celery_worker, uvicorn_server
+from bench.harness import UNLIMITED, api_server, base_env, celery_worker
 from shared import keys
 from shared.embedded_redis import EmbeddedRedis, free_port
 from tests.fakes.groq_server import FakeGroq, Reply
@@ -62,7 +62,7 @@ def _stack(data: Path, fake: FakeGroq) -> Iterator[tuple[EmbeddedRedis, str, dic
     )
     try:
         with (
-            uvicorn_server("api.app:create_app", free_port(), env) as api,
+            api_server(free_port(), env) as api,
             httpx.Client(base_url=api, timeout=60) as http,
         ):
             credentials = {"email": "recovery@example.com", "password": "bench pass phrase 2026"}

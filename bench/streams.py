@@ -28,7 +28,7 @@ import msgspec
 import psutil
 import redis
 
-from bench.harness import ROOT, UNLIMITED, base_env, server_process, uvicorn_server
+from bench.harness import ROOT, UNLIMITED, api_server, base_env, server_process
 from shared import lifecycle
 from shared.clock import utcnow
 from shared.embedded_redis import free_port
@@ -81,7 +81,7 @@ def streams(count: int, redis_url: str, scratch: Path) -> None:
     env = base_env(REDIS_URL=redis_url, **UNLIMITED)
     port = free_port()
     print(f"\nEvent streams: {count} open on one API process (heartbeat every 15 s, no worker: jobs wait)")
-    with uvicorn_server("api.app:create_app", port, env) as api, httpx.Client(base_url=api, timeout=30) as http:
+    with api_server(port, env) as api, httpx.Client(base_url=api, timeout=30) as http:
         credentials = {"email": f"bench-{time.time_ns()}@example.com", "password": "bench pass phrase 2026"}
         http.post("/api/v1/auth/register", json=credentials).raise_for_status()
         token = http.post("/api/v1/auth/login", json=credentials).json()["access_token"]

@@ -1,4 +1,5 @@
-"""`make run`: Redis (embedded unless REDIS_URL is set), the API and one Celery worker, locally.
+"""`make run`: Redis (embedded unless REDIS_URL is set), the API and one Celery worker, locally;
+with `make run FLOWER=1` (`--flower`) Flower too, signed in with credentials printed at start.
 
 The API and worker run with the same commands their containers run. The launcher waits until the
 API is ready and a worker has announced itself, prints where everything is with a copy-paste
@@ -10,6 +11,7 @@ the worker first, giving running jobs a grace period to finish and write their r
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -22,6 +24,7 @@ from types import FrameType
 import httpx
 import redis
 
+from ops import flower
 from ops.supervisor import Child, Supervisor, describe_exit
 from shared import keys
 from shared.embedded_redis import EmbeddedRedis
@@ -34,8 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE = 10.0
 #: Seconds Redis gets for its clean shutdown (flush and fsync the append-only file).
 REDIS_GRACE = 10.0
-#: uvicorn closes connections still open (long-polls) after this, within STOP_GRACE.
-_API_GRACEFUL_SHUTDOWN = 5
 EXAMPLE_TRIP = '{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 EXAMPLE = """\
 base={base}; login='{{"email":"me@example.com","password":"a long unusual passphrase"}}'
@@ -49,14 +50,11 @@ curl -s "$base/api/v1/checklists/$id?wait=10" -H "Authorization: Bearer $token";
 
 
 def api_command(settings: Settings, host: str) -> list[str]:
+    """The API container's command (`api.serve`: uvicorn with the production options, metrics
+    across its processes)."""
     return [
-        sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+        sys.executable, "-m", "api.serve",
         "--host", host, "--port", str(settings.api.port), "--workers", str(settings.api.workers),
-        "--no-access-log", "--log-level", settings.app.log_level.lower(),
-        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for loopback
-        # peers; the app applies TRUSTED_PROXIES itself.
-        "--no-proxy-headers",
-        "--timeout-graceful-shutdown", str(_API_GRACEFUL_SHUTDOWN),
     ]  # fmt: skip
 
 
@@ -71,13 +69,21 @@ def worker_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
-def banner(base: str, settings: Settings, redis_note: str) -> str:
+def flower_command() -> list[str]:
+    return [sys.executable, "-m", "ops.flower"]
+
+
+def banner(base: str, settings: Settings, redis_note: str, flower_note: str | None = None) -> str:
     provider = f"Groq ({settings.groq.model})" if settings.use_groq else "offline (no GROQ_API_KEY set)"
+    port = settings.observability.worker_metrics_port
+    worker_metrics = f"http://{settings.observability.worker_metrics_host}:{port}/metrics" if port else "off"
+    flower = f"\n  Flower       {flower_note}" if flower_note else ""
     return f"""
 Trip Checklist is running.
   API          {base}
   Docs         {base}/schema/swagger
   Readiness    {base}/health/ready
+  Metrics      {base}/metrics (API), {worker_metrics} (worker){flower}
   Redis        {redis_note}
   Provider     {provider}
   Webhooks     may reach this machine: `make receiver` prints verified deliveries (README, Webhooks)
@@ -125,9 +131,10 @@ class StopRequests:
 
 
 class Launcher:
-    def __init__(self, settings: Settings, requests: StopRequests) -> None:
+    def __init__(self, settings: Settings, requests: StopRequests, *, with_flower: bool = False) -> None:
         self.settings = settings
         self.requests = requests
+        self.with_flower = with_flower
         self.redis: EmbeddedRedis | None = None
         self.supervisor = Supervisor([], say)
 
@@ -156,12 +163,28 @@ class Launcher:
         host = os.environ.get("HOST", "127.0.0.1")
         for name, command in (("api", api_command(self.settings, host)), ("worker", worker_command(self.settings))):
             children.append(Child(name, partial(spawn, command, env), STOP_GRACE, layer=1))
+        flower_note = None
+        if self.with_flower:
+            flower_note = self._add_flower(env, children)
         self.supervisor.children = children
         self.supervisor.start()
         base = f"http://127.0.0.1:{self.settings.api.port}"
         if not self.wait_until_ready(base):
             return None
-        return banner(base, self.settings, redis_note)
+        return banner(base, self.settings, redis_note, flower_note)
+
+    def _add_flower(self, env: dict[str, str], children: list[Child]) -> str:
+        """Flower beside the rest, always signed in: FLOWER_BASIC_AUTH, or credentials made now."""
+        flower_env = {**env, **{name: env.get(name) or value for name, value in flower.DEFAULTS.items()}}
+        if flower.authentication(env) is None:
+            flower_env["FLOWER_BASIC_AUTH"] = flower.new_credentials()
+            user, password = flower_env["FLOWER_BASIC_AUTH"].split(":", 1)
+            who = f"user {user}, password {password}"
+        else:
+            who = "credentials from FLOWER_BASIC_AUTH" if env.get("FLOWER_BASIC_AUTH") else "OAuth"
+        children.append(Child("flower", partial(spawn, flower_command(), flower_env), STOP_GRACE, layer=1))
+        address = "127.0.0.1" if flower_env["FLOWER_ADDRESS"] in ("", "0.0.0.0") else flower_env["FLOWER_ADDRESS"]  # noqa: S104
+        return f"http://{address}:{flower_env['FLOWER_PORT']}/{flower_env['FLOWER_URL_PREFIX']}/ ({who})"
 
     def wait_until_ready(self, base: str, timeout: float = 90.0) -> bool:
         """True once the API is ready and a worker alive; False if a stop was asked for meanwhile."""
@@ -203,7 +226,10 @@ def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.run_local", description="make run")
+    parser.add_argument("--flower", action="store_true", help="start Flower too (make run FLOWER=1)")
+    args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -213,7 +239,7 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup make run` keeps running
             signal.signal(signum, requests)
-    launcher = Launcher(settings, requests)
+    launcher = Launcher(settings, requests, with_flower=args.flower)
     try:
         text = launcher.start()
         if text is not None:

@@ -104,6 +104,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 local status = redis.call('HGET', KEYS[4], 'status')
 if status ~= 'queued' and status ~= 'running' and status ~= 'pending' then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[2])
+local clock = redis.call('TIME')
+redis.call('HSET', KEYS[4], 'pushed', tonumber(clock[1]) + tonumber(clock[2]) / 1000000)
 return 1
 """
 

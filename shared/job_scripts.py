@@ -12,6 +12,10 @@ Layout (names from `shared.keys`; scripts get every key through KEYS):
                          worker   while running: the worker whose lease vouches for it
                          chk      the tag the recovery sweep last saw taken but not started
                          hook     the job's own webhook (JSON), or ''
+                         rid      the request id of the submission ('' when none), sent with every
+                                  task message of the job
+                         pushed   when its latest task message was pushed (Redis time), for the
+                                  age of the oldest waiting message (`BACKLOG`)
     keys.job_events      the job's events: `type` (job.queued, job.running, job.retrying,
                          job.succeeded, job.failed, job.canceled), `rev`, and `doc` (the job as it
                          was) while unfinished; a finished job's doc is the job hash's. Capped, and
@@ -32,6 +36,7 @@ from __future__ import annotations
 from shared.redis_mux import Script
 
 __all__ = [
+    "BACKLOG",
     "CREATE",
     "DELETE",
     "LIST",
@@ -86,7 +91,7 @@ CREATE = Script(
 --       owner's endpoints
 -- ARGV: id, owner, doc, index member, fingerprint, job ttl, idempotency ttl, task envelope, job key
 --       prefix (for an earlier job's doc), seconds until the first message check, message tag,
---       the job's webhook ('' when none)
+--       the job's webhook ('' when none), the request id ('' when none)
 if KEYS[3] ~= '' then
   local remembered = redis.call('GET', KEYS[3])
   if remembered then
@@ -100,7 +105,8 @@ if KEYS[3] ~= '' then
   end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'rev', 1, 'doc', ARGV[3],
-           'idx', ARGV[4], 'idem', KEYS[3], 'msg', ARGV[11], 'due', 0, 'hook', ARGV[12])
+           'idx', ARGV[4], 'idem', KEYS[3], 'msg', ARGV[11], 'due', 0, 'hook', ARGV[12],
+           'rid', ARGV[13], 'pushed', now)
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -238,7 +244,7 @@ if lease and tonumber(lease) > now then return 0 end
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('HDEL', KEYS[1], 'worker', 'chk')
 if ARGV[2] == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'queued', 'doc', ARGV[3], 'msg', ARGV[5], 'due', 0)
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'doc', ARGV[3], 'msg', ARGV[5], 'due', 0, 'pushed', now)
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[9])
   redis.call('LPUSH', KEYS[3], ARGV[4])
   record(KEYS[1], KEYS[4], KEYS[5], KEYS[6], ARGV[9], 'job.retrying', rev, ARGV[3], ARGV[7], now)
@@ -271,7 +277,7 @@ local due = tonumber(job[2] or '0')
 if due > now then redis.call('ZADD', KEYS[2], due, ARGV[5]) return 'waiting' end
 local function push()
   redis.call('LPUSH', KEYS[3], ARGV[2])
-  redis.call('HSET', KEYS[1], 'msg', ARGV[3], 'due', 0)
+  redis.call('HSET', KEYS[1], 'msg', ARGV[3], 'due', 0, 'pushed', now)
   redis.call('HDEL', KEYS[1], 'chk')
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[5])
   return 'pushed'
@@ -290,6 +296,39 @@ if redis.call('LPOS', KEYS[3], ARGV[1], 'RANK', -1) then
   return 'queued'
 end
 return push()
+"""
+)
+
+BACKLOG = Script(
+    _NOW
+    + """
+-- What /metrics reports from Redis: live workers, and per queue how many messages wait and how
+-- long the oldest has waited. Workers take messages from a queue's tail, so the oldest waiting
+-- message is there; its age is its record's `pushed` time (a job's, or a webhook delivery's: the
+-- record its task id names; a message whose record is gone is skipped).
+-- KEYS: workers, then the queues.  ARGV: seconds a heartbeat counts, how many messages from the
+--       tail to look at, then per queue the key prefix of its records.
+-- Returns {workers alive, depth, age, depth, age, ...} (ages as strings: seconds, 0 when none waits).
+local out = {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')}
+for i = 2, #KEYS do
+  local depth = redis.call('LLEN', KEYS[i])
+  local age = 0
+  if depth > 0 then
+    local tail = redis.call('LRANGE', KEYS[i], -tonumber(ARGV[2]), -1)
+    for j = #tail, 1, -1 do
+      local ok, message = pcall(cjson.decode, tail[j])
+      local id = ok and type(message) == 'table' and type(message.headers) == 'table' and message.headers.id
+      local pushed = type(id) == 'string' and redis.call('HGET', ARGV[1 + i] .. id, 'pushed')
+      if pushed then
+        age = math.max(0, now - tonumber(pushed))
+        break
+      end
+    end
+  end
+  table.insert(out, depth)
+  table.insert(out, tostring(age))
+end
+return out
 """
 )
 

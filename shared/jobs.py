@@ -167,10 +167,12 @@ class JobStore:
         idempotency_key: str | None = None,
         body_fingerprint: str = "",
         hook: bytes = b"",
+        request_id: str = "",
     ) -> CreateOutcome:
         """Store a new job and enqueue its task, or find the job an Idempotency-Key already made.
 
-        `hook` is the job's own webhook (JSON), stored with it for webhook dispatch.
+        `hook` is the job's own webhook (JSON), stored with it for webhook dispatch; `request_id`
+        the submission's, stored with it for the job's later task messages (and its log lines).
         """
         idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
         reply = await self.client.run_script(
@@ -189,6 +191,7 @@ class JobStore:
                 self.check_after,
                 message.tag,
                 hook,
+                request_id,
             ],
         )
         kind = reply[0].decode()
@@ -351,9 +354,10 @@ class PendingJob:
     job: Job | None
     message_tag: str | None
     owner: str = ""
+    request_id: str = ""
 
 
-_PENDING_FIELDS = ("status", "rev", "doc", "msg", "owner")
+_PENDING_FIELDS = ("status", "rev", "doc", "msg", "owner", "rid")
 
 
 class PendingJobs:
@@ -413,7 +417,7 @@ class PendingJobs:
 
 
 def _pending(job_id: str, row: list[bytes | None]) -> PendingJob:
-    status, rev, doc, tag, owner = row
+    status, rev, doc, tag, owner, request_id = row
     return PendingJob(
         id=job_id,
         status=status.decode() if status is not None else None,
@@ -421,4 +425,5 @@ def _pending(job_id: str, row: list[bytes | None]) -> PendingJob:
         job=_job_decoder.decode(doc) if doc is not None else None,
         message_tag=tag.decode() if tag is not None else None,
         owner=owner.decode() if owner is not None else "",
+        request_id=request_id.decode() if request_id is not None else "",
     )

@@ -27,6 +27,7 @@ __all__ = [
     "GroqSettings",
     "JobSettings",
     "LimitSettings",
+    "ObservabilitySettings",
     "RedisSettings",
     "Settings",
     "WebhookSettings",
@@ -41,6 +42,9 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PROVIDERS = ("auto", "groq", "offline")
 _FALLBACKS = ("none", "offline")
 _REASONING_EFFORTS = ("low", "medium", "high", "none")
+_LOG_FORMATS = ("json", "console")
+#: The shortest METRICS_TOKEN production accepts.
+MIN_METRICS_TOKEN = 16
 #: A current Groq production model that supports strict structured outputs.
 DEFAULT_GROQ_MODEL = "openai/gpt-oss-120b"
 #: A worker is alive, and its jobs are held, for this many heartbeat intervals after its last beat.
@@ -230,6 +234,18 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    log_format: Literal["json", "console"] = "console"
+    """`json`: one JSON object per line (the default in production); `console`: readable lines."""
+    metrics_token: str | None = None
+    """Bearer token `GET /metrics` requires; required in production, open when unset elsewhere."""
+    worker_metrics_port: int = 9808
+    """Port each worker process serves its Prometheus metrics on; 0 turns it off."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address the worker's metrics port binds to (`0.0.0.0` in a container, for Prometheus)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -239,6 +255,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
@@ -407,6 +424,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_lock_window=read.integer("LOGIN_LOCK_WINDOW", 15 * 60, minimum=1),
         trusted_proxies=_networks(read, "TRUSTED_PROXIES"),
     )
+    observability = ObservabilitySettings(
+        log_format=read.choice("LOG_FORMAT", "json" if production else "console", _LOG_FORMATS),  # type: ignore[arg-type]
+        metrics_token=read.optional("METRICS_TOKEN"),
+        worker_metrics_port=read.integer("WORKER_METRICS_PORT", 9808),
+        worker_metrics_host=read.text("WORKER_METRICS_HOST", "127.0.0.1"),
+    )
     webhooks = WebhookSettings(
         timeout=read.number("WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
         retry_schedule=read.numbers("WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_SCHEDULE),
@@ -428,6 +451,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jobs=jobs,
         auth=auth,
         limits=limits,
+        observability=observability,
         webhooks=webhooks,
     )
     problems = read.problems + _cross_checks(settings)
@@ -486,6 +510,8 @@ def _cross_checks(settings: Settings) -> list[str]:
             f"VISIBILITY_TIMEOUT must be above 2 x GROQ_TIMEOUT + 3 x WORKER_HEARTBEAT_INTERVAL "
             f"({longest_hold:g}s): a running attempt's message would be handed to a second worker"
         )
+    if settings.observability.worker_metrics_port > 65535:
+        problems.append(f"WORKER_METRICS_PORT must be a port number, got {settings.observability.worker_metrics_port}")
     hooks = settings.webhooks
     if not hooks.retry_schedule:
         problems.append("WEBHOOK_RETRY_SCHEDULE must list at least one delay")
@@ -514,6 +540,10 @@ def _cross_checks(settings: Settings) -> list[str]:
             problems.append("WEBHOOK_ALLOW_PRIVATE must be false in production: it lets webhooks reach internal hosts")
         if settings.groq.api_key is None and settings.worker.provider != "offline":
             problems.append("GROQ_API_KEY is required in production unless LLM_PROVIDER=offline")
+        token = settings.observability.metrics_token
+        if token is None or len(token) < MIN_METRICS_TOKEN:
+            # /metrics names routes, error codes and traffic: never open to the internet.
+            problems.append(f"METRICS_TOKEN must be set (at least {MIN_METRICS_TOKEN} characters) in production")
     return problems
 
 

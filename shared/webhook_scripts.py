@@ -15,7 +15,9 @@ Layout (names from `shared.keys`; scripts get every key through KEYS):
                                 status (pending | succeeded | failed), attempts (all, numbering the
                                 log), tries (this round, indexing the retry schedule), next_at (may
                                 be attempted from then), held (an attempt holds it until then),
-                                created (unix s)
+                                created (unix s), rid (the request id its messages carry: the
+                                job's submission's, or the API request's for a ping), pushed
+                                (when its latest task message was pushed, for the queue's age)
     keys.delivery_attempts(id)  attempt number -> the attempt's log entry (JSON)
     keys.job_deliveries(job), keys.webhook_deliveries(endpoint)
                                 delivery logs: `<µs>:<delivery id>:<attempt>` (scores 0, by lex)
@@ -55,11 +57,12 @@ local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
 # Creates one delivery unless it exists (deliveries have deterministic ids) and pushes its message.
 _NEW_DELIVERY = """
-local function new_delivery(key, due, queue, owned, ttl, check, id, owner, job, endpoint, event, url, body, msg, env)
+local function new_delivery(key, due, queue, owned, ttl, check, id, owner, job, endpoint, event, url, body, msg, env,
+                            rid)
   if redis.call('EXISTS', key) == 1 then return 0 end
   redis.call('HSET', key, 'owner', owner, 'job', job, 'endpoint', endpoint, 'event', event, 'url', url,
              'body', body, 'msg', msg, 'status', 'pending', 'attempts', 0, 'tries', 0, 'next_at', 0,
-             'held', 0, 'created', now)
+             'held', 0, 'created', now, 'rid', rid, 'pushed', now)
   redis.call('EXPIRE', key, ttl)
   redis.call('SADD', owned, id)
   redis.call('EXPIRE', owned, ttl)
@@ -77,13 +80,13 @@ EXPAND = Script(
 -- same step. Someone else expanded it already when the entry is gone: nothing is done then.
 -- KEYS: outbox, due, queue, the owner's deliveries, then each delivery's key.
 -- ARGV: outbox member, ttl, seconds until the sweep checks a pushed message, owner, then per
---       delivery: id, job, endpoint, event, url, body, msg, task message.
+--       delivery: id, job, endpoint, event, url, body, msg, task message, request id.
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
 local created = 0
 for i = 5, #KEYS do
-  local a = 5 + (i - 5) * 8
+  local a = 5 + (i - 5) * 9
   created = created + new_delivery(KEYS[i], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[a], ARGV[4],
-    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
 end
 return created
 """
@@ -95,11 +98,11 @@ PING = Script(
     + """
 -- A test event for one endpoint of the owner's.
 -- KEYS: delivery, due, queue, the owner's deliveries, the endpoint.
--- ARGV: id, owner, endpoint id, body, msg, task message, ttl, check seconds.  Returns 1, or 0 if
--- the endpoint is not the owner's.
+-- ARGV: id, owner, endpoint id, body, msg, task message, ttl, check seconds, request id.  Returns 1,
+-- or 0 if the endpoint is not the owner's.
 if redis.call('HGET', KEYS[5], 'owner') ~= ARGV[2] then return 0 end
 return new_delivery(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[1], ARGV[2], '', ARGV[3],
-                    'ping', '', ARGV[4], ARGV[5], ARGV[6])
+                    'ping', '', ARGV[4], ARGV[5], ARGV[6], ARGV[9])
 """
 )
 
@@ -109,13 +112,16 @@ PUSH_DUE = Script(
 -- Task messages for deliveries whose time has come (a retry, or an attempt or message lost with a
 -- crash); each is looked at again after `check` seconds unless an attempt takes it meanwhile.
 -- Duplicates are harmless: an attempt starts only by CLAIM.
--- KEYS: due, queue.  ARGV: check seconds, then pairs of delivery id, task message.
+-- KEYS: due, queue, then each delivery's key.  ARGV: check seconds, then pairs of delivery id,
+-- task message (in the order of the delivery keys).
 local pushed = 0
 for i = 2, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now then
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    local delivery = KEYS[2 + i / 2]
+    if redis.call('EXISTS', delivery) == 1 then redis.call('HSET', delivery, 'pushed', now) end
     pushed = pushed + 1
   end
 end
@@ -239,7 +245,7 @@ REDELIVER = Script(
 -- Returns the webhook-id, or false if the delivery is not the owner's.
 local d = redis.call('HMGET', KEYS[1], 'owner', 'msg')
 if d[1] ~= ARGV[2] then return false end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'next_at', 0, 'tries', 0)
+redis.call('HSET', KEYS[1], 'status', 'pending', 'next_at', 0, 'tries', 0, 'pushed', now)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[3])

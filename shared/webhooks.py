@@ -192,7 +192,9 @@ class WebhookStore:
 
     # -- deliveries ------------------------------------------------------------------------
 
-    async def ping(self, owner: str, endpoint_id: str, delivery: str, body: bytes, message: TaskMessage) -> bool:
+    async def ping(
+        self, owner: str, endpoint_id: str, delivery: str, body: bytes, message: TaskMessage, *, request_id: str = ""
+    ) -> bool:
         return bool(
             await self.client.run_script(
                 webhook_scripts.PING,
@@ -203,7 +205,17 @@ class WebhookStore:
                     keys.user_deliveries(owner),
                     keys.webhook(endpoint_id),
                 ],
-                [delivery, owner, endpoint_id, body, webhook_id(delivery), message.body, self.ttl, self.check_after],
+                [
+                    delivery,
+                    owner,
+                    endpoint_id,
+                    body,
+                    webhook_id(delivery),
+                    message.body,
+                    self.ttl,
+                    self.check_after,
+                    request_id,
+                ],
             )
         )
 

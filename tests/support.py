@@ -1,5 +1,6 @@
-"""Starting the real processes tests run against: Celery workers (subprocesses) and the API
-(uvicorn in a thread, real HTTP), each pointed at its own Redis database."""
+"""Starting the real processes tests run against: Celery workers (subprocesses), the API (uvicorn
+in a thread, real HTTP, or `python -m api.serve` as a subprocess where processes matter), each
+pointed at its own Redis database."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ TEST_ENV = {
     # No shared Groq budget either; tests/integration/test_groq_budget.py sets one.
     "GROQ_RPM": "0",
     "GROQ_TPM": "0",
+    # Workers serve metrics on a port of their own (`Worker` picks a free one), not all on 9808.
+    "WORKER_METRICS_PORT": "0",
 }
 
 #: A password the policy accepts (long, not common, unrelated to the test emails).
@@ -73,20 +76,30 @@ def environment(overrides: dict[str, str]) -> dict[str, str]:
 
 
 class Worker:
-    """`celery -A worker.celery_app worker` as a subprocess, the same command production runs."""
+    """`celery -A worker.celery_app worker` as a subprocess, the same command production runs.
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    Its metrics are on `metrics_url`. Its log lines (stderr) go to `log_path`, with Celery's console
+    output (stdout: the banner) unless `split_streams`, which sends that to `console_path`.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, *, split_streams: bool = False) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        self.env = environment(env)
+        self.metrics_port = free_port()
+        self.env = environment({"WORKER_METRICS_PORT": str(self.metrics_port), **env})
         self.log_path = log_dir / f"worker-{self.name.split('@')[0]}.log"
+        self.console_path = self.log_path.with_suffix(".out") if split_streams else None
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def start(self, timeout: float = 60.0) -> Worker:
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("wb") as log, (self.console_path or Path(os.devnull)).open("wb") as console:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
                  "-Q", f"{keys.QUEUE},{keys.WEBHOOK_QUEUE}", "-n", self.name, "--without-mingle", "--without-gossip"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT, env=self.env, stderr=log, stdout=console if self.console_path else log,
             )  # fmt: skip
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         deadline = time.monotonic() + timeout
@@ -106,6 +119,48 @@ class Worker:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class ServedApi:
+    """`python -m api.serve` as a subprocess: the production command, with `WORKERS` processes whose
+    metrics add up. Its log lines (stderr) go to `log_path`, anything on stdout to `console_path`."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "api") -> None:
+        self.port = free_port()
+        self.env = environment({**env, "PORT": str(self.port)})
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.console_path = self.log_path.with_suffix(".out")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServedApi:
+        with self.log_path.open("ab") as log, self.console_path.open("ab") as console:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.serve"], cwd=ROOT, env=self.env, stdout=console, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"api.serve did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

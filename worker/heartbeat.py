@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import redis
 
-from shared import keys, liveness
+from shared import keys, liveness, metrics
 from shared.jobs import SyncJobStore
 
 __all__ = ["Heartbeat", "InFlight"]
@@ -70,6 +70,7 @@ class Heartbeat:
             try:
                 self.beat()
             except redis.RedisError as exc:  # keep beating once Redis is back
+                metrics.count_redis_error("worker", exc)
                 log.warning("heartbeat failed: %s", exc)
             self._stop.wait(self.interval)
 

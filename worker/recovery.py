@@ -32,7 +32,7 @@ from typing import Literal
 
 import redis
 
-from shared import keys, lifecycle
+from shared import keys, lifecycle, metrics
 from shared.broker import UnackedMessages
 from shared.clock import utcnow
 from shared.jobs import PendingJob, PendingJobs
@@ -142,7 +142,10 @@ class RecoverySweep:
                 break
         if self.webhooks is not None:
             report.webhook_events, report.webhook_messages = self.webhooks.sweep()
-        report.restored += self.unacked.restore_stale(self.visibility_timeout)
+        restored = self.unacked.restore_stale(self.visibility_timeout)
+        if restored:
+            report.restored += restored
+            metrics.RECOVERY_ACTIONS.labels("restored").inc(restored)
         return report
 
     def _handle(self, pending: PendingJob, report: SweepReport, *, may_recover_running: bool) -> int:
@@ -154,19 +157,31 @@ class RecoverySweep:
             report.forgotten += 1
             return 1
         assert pending.job is not None
+        # Every message of a job carries its submission's request id (the current one too: the
+        # nudge looks for its exact bytes on the queue).
+        rid = pending.request_id
         if action == "nudge":
-            current = self.envelopes.build(pending.id, pending.message_tag)
-            outcome = self.pending.nudge(pending.id, current, self.envelopes.build_another(pending.id))
+            current = self.envelopes.build(pending.id, pending.message_tag, request_id=rid)
+            outcome = self.pending.nudge(pending.id, current, self.envelopes.build_another(pending.id, request_id=rid))
             if outcome == "pushed":
                 report.pushed += 1
+                metrics.RECOVERY_ACTIONS.labels("pushed").inc()
             return 1
         new = _failed(pending.job) if action == "fail" else lifecycle.requeue(pending.job, WORKER_LOST)
-        if self.pending.recover(pending, new, self.envelopes.build_another(pending.id)):
-            log.warning("job %s: its worker stopped vouching for it; %s", pending.id, new.status)
+        if self.pending.recover(pending, new, self.envelopes.build_another(pending.id, request_id=rid)):
+            log.warning(
+                "job %s: its worker stopped vouching for it; %s",
+                pending.id,
+                new.status,
+                extra={"job_id": pending.id, "request_id": rid or None, "owner": pending.owner or None},
+            )
             if action == "fail":
                 report.failed += 1
+                metrics.RECOVERY_ACTIONS.labels("failed").inc()
+                metrics.observe_finished(new)
             else:
                 report.recovered += 1
+                metrics.RECOVERY_ACTIONS.labels("recovered").inc()
         return 1
 
     def _healthy_for(self) -> float:
@@ -186,6 +201,7 @@ class RecoverySweep:
             held = self.hold_lock()
             report = self.sweep() if held else None
         except redis.RedisError as exc:
+            metrics.count_redis_error("worker", exc)
             if self._last_contact is not None:
                 log.warning("recovery sweep paused: %s", exc)
             self._last_contact = None

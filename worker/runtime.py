@@ -20,6 +20,7 @@ from shared.queue import TaskEnvelopes, create_celery
 from shared.settings import Settings, get_settings
 from worker.budget import GroqBudget
 from worker.heartbeat import Heartbeat
+from worker.observability import MetricsServer
 from worker.providers.base import ChecklistProvider
 from worker.providers.offline.geo import gazetteer
 from worker.providers.offline.offline import OfflineProvider
@@ -45,6 +46,7 @@ class WorkerRuntime:
     dispatch: WebhookDispatch
     heartbeat: Heartbeat | None = None
     sweep: RecoverySweep | None = None
+    metrics_server: MetricsServer | None = None
 
     def begin_shutdown(self) -> None:
         """The worker stops taking tasks: writes still waiting for Redis get a last grace period."""
@@ -56,6 +58,8 @@ class WorkerRuntime:
             self.sweep.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.processor.provider.close()
         self.redis.close()
 
@@ -124,11 +128,14 @@ def start(settings: Settings) -> WorkerRuntime:
 
 
 def start_heartbeat(settings: Settings, hostname: str) -> None:
-    """Announce this worker and vouch for its jobs (main process only), and take part in the
-    recovery sweep, until `stop()`."""
+    """Announce this worker and vouch for its jobs (main process only), take part in the recovery
+    sweep and serve the process's metrics, until `stop()`."""
     runtime = start(settings)
     worker = settings.worker
     with _lock:
+        if runtime.metrics_server is None:
+            runtime.metrics_server = MetricsServer(settings)
+            runtime.metrics_server.start()
         if runtime.heartbeat is None:
             runtime.heartbeat = Heartbeat(
                 runtime.redis,

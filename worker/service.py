@@ -27,10 +27,11 @@ from datetime import datetime, timedelta
 
 import redis
 
-from shared import lifecycle
+from shared import lifecycle, metrics
 from shared.clock import utcnow
 from shared.errors import PermanentProviderError, ProviderError
 from shared.jobs import StoredJob, SyncJobStore
+from shared.observability import current_context
 from shared.schemas import Checklist, Job, JobError, Usage
 from worker.budget import GroqBudget, Reservation
 from worker.durable import persist
@@ -90,6 +91,9 @@ class JobProcessor:
 
     def process(self, job_id: str, worker: str) -> Outcome:
         stored = self.store.get(job_id)
+        context = current_context()
+        if context is not None and stored is not None:
+            context.owner = stored.owner
         settled = _settled(stored)
         if settled is not None:
             log.info("job %s skipped: %s", job_id, settled.status)
@@ -116,7 +120,10 @@ class JobProcessor:
         deferred = self.store.retry_later(
             stored, lifecycle.wait_for_budget(stored.job, until), wait, event="job.queued"
         )
-        return RetryIn(wait, "budget") if deferred else Done("superseded")
+        if not deferred:
+            return Done("superseded")
+        metrics.GROQ_BUDGET_WAITS.inc()
+        return RetryIn(wait, "budget")
 
     def _settle(self, reservation: Reservation, spend: Spend) -> None:
         if self.budget is None or not reservation.id:
@@ -125,6 +132,7 @@ class JobProcessor:
             booked = self.budget.settle(reservation, spend)
         except redis.RedisError as exc:
             # The reservation's estimate stays in the window until it leaves it; nothing is lost.
+            metrics.count_redis_error("worker", exc)
             log.warning("could not settle a Groq budget reservation: %s", exc)
             return
         if booked:
@@ -139,6 +147,7 @@ class JobProcessor:
             new = lifecycle.start_attempt(stored.job, self.clock())
             started = self.store.start(stored, new, worker=worker, lease=self.lease)
             if isinstance(started, StoredJob):
+                metrics.observe_started(started.job)
                 return started
             if started != "moved":
                 return Done(started)
@@ -176,9 +185,13 @@ class JobProcessor:
                 "the retry",
                 started.job,
             )
-            return RetryIn(delay, "retry") if requeued else Done("superseded")
+            if not requeued:
+                return Done("superseded")
+            metrics.GROQ_RETRIES.labels(error.code).inc()
+            return RetryIn(delay, "retry")
         if self.fallback is not None and not isinstance(error, PermanentProviderError):
             checklist = self.fallback.generate(started.job.request).checklist
+            metrics.OFFLINE_FALLBACKS.inc()
             note = f"{self.provider.name} was unavailable ({error.code}); this checklist is the offline fallback."
             checklist.warnings.insert(0, note)
             return self._finish(started, checklist, usage)
@@ -187,12 +200,35 @@ class JobProcessor:
     def _finish(self, started: StoredJob, checklist: Checklist, usage: Usage | None = None) -> Outcome:
         new = lifecycle.succeed(started.job, checklist, self.clock(), usage)
         done = self._persist(lambda: self.store.transition(started, new), "the checklist", started.job)
-        return Done("succeeded" if done else "superseded")
+        if not done:
+            return Done("superseded")
+        metrics.observe_finished(new)
+        return Done("succeeded")
 
     def _finish_failed(self, started: StoredJob, error: JobError, usage: Usage | None = None) -> Outcome:
         new = lifecycle.fail(started.job, error, self.clock(), usage)
         done = self._persist(lambda: self.store.transition(started, new), "the failure", started.job)
-        return Done("failed" if done else "superseded")
+        if not done:
+            return Done("superseded")
+        metrics.observe_finished(new)
+        return Done("failed")
+
+    def cancel(self, job_id: str, reason: str) -> bool:
+        """Cancel a job that is not finished (a revoked task); False when there was none to cancel."""
+        try:
+            while True:
+                stored = self.store.get(job_id)
+                if stored is None or lifecycle.is_terminal(stored.job):
+                    return False
+                canceled = lifecycle.cancel(stored.job, self.clock())
+                if self.store.transition(stored, canceled) is not None:
+                    metrics.observe_finished(canceled)
+                    log.warning("job %s canceled: %s", job_id, reason, extra={"job_id": job_id, "owner": stored.owner})
+                    return True
+        except redis.RedisError as exc:
+            metrics.count_redis_error("worker", exc)
+            log.error("job %s not canceled (%s), Redis is unavailable: %s", job_id, reason, exc)  # noqa: TRY400
+            return False
 
     def _persist(self, write: Callable[[], StoredJob | None], what: str, job: Job) -> StoredJob | None:
         return persist(write, what=f"{what} of job {job.id}", stopping=self.stopping)

@@ -2,7 +2,9 @@
 
 Works outside a request (tests and scripts build it directly). The password policy and hashing run
 in a worker thread, never on the event loop. Every failed authentication is logged as one structured line
-(reason, client address, account when known; never a secret) and counted for metrics.
+(reason, client address, account when known; never a secret) and counted in
+`tripcheck_auth_failures_total`; a refusal for too many failed logins also in
+`tripcheck_rate_limited_total{quota="login-failures"}`.
 """
 
 from __future__ import annotations
@@ -18,23 +20,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
-from prometheus_client import Counter
 
 from api.auth.passwords import PasswordHashing, check_policy
 from api.auth.principals import API_KEY_PREFIX, Principal, RevocationCache
 from api.auth.store import AccountStore, ApiKeyRecord, Revocation
 from api.auth.tokens import TokenSigner
 from api.limits import Quota, RateLimiter, quota
+from shared import metrics
 from shared.errors import AuthenticationFailed, DependencyUnavailable, EmailTaken, InvalidRequest, NotFound, RateLimited
 from shared.jobs import JobStore
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 from shared.settings import Settings
 
-__all__ = ["AUTH_FAILURES", "AuthService", "TokenPair", "User", "log_auth_failure", "normalise_email"]
+__all__ = ["AuthService", "TokenPair", "User", "log_auth_failure", "normalise_email"]
 
 log = logging.getLogger("trip_checklist.auth")
 
-AUTH_FAILURES = Counter("auth_failures_total", "Failed authentications, by reason.", ["reason"])
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 REFRESH_PREFIX = "tcr_"
 
@@ -48,7 +49,7 @@ def normalise_email(email: str) -> str:
 
 def log_auth_failure(reason: str, client: str, account: str | None = None) -> None:
     """One structured line per failure; the credential itself is never passed in."""
-    AUTH_FAILURES.labels(reason=reason).inc()
+    metrics.AUTH_FAILURES.labels(reason).inc()
     fields = {"event": "auth_failure", "reason": reason, "client": client, "account": account or "-"}
     # key=value in the line itself (readable anywhere), the same fields on the record (for JSON logging).
     log.warning("event=auth_failure reason=%s client=%s account=%s", reason, client, account or "-", extra=fields)
@@ -125,6 +126,7 @@ class AuthService:
             raise DependencyUnavailable("log-in is unavailable; try again shortly") from exc
         if locked_for is not None:
             log_auth_failure("login_locked", client, email)
+            metrics.RATE_LIMITED.labels(lock.name).inc()
             raise RateLimited("too many failed log-ins; try again later", retry_after=locked_for, reason="login_locked")
         found = await self.store.credentials(email)
         stored_hash = found[1] if found else None

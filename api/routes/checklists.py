@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from api.deps import json_body, owner_of, resources_of
+from api.deps import json_body, log_context_of, owner_of, resources_of
 from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, QUERY_ERRORS, Documented
 from api.problems import problem_responses
 from api.service import check_idempotency_key
@@ -71,7 +71,11 @@ class ChecklistController(Controller):
         else:
             trip = normalise_trip(decode_body(body, TripRequest))
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
-        submitted = await resources.checklists.submit(owner_of(request), trip, key, hook)
+        context = log_context_of(request)
+        submitted = await resources.checklists.submit(
+            owner_of(request), trip, key, hook, request_id=context.request_id or ""
+        )
+        context.job_id = submitted.accepted.id
         headers = {"Location": submitted.accepted.links.self_}
         if submitted.replayed:
             headers["Idempotent-Replayed"] = "true"

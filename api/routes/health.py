@@ -1,22 +1,28 @@
-"""Liveness (/health: touches nothing), readiness (/health/ready: Redis, workers, queue), metrics."""
+"""Liveness (/health: touches nothing), readiness (/health/ready: Redis, workers, queue), metrics
+(/metrics: every API process's, and the queues and workers as Redis sees them; `api.observability`)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.auth.service import log_auth_failure
 from api.deps import resources_of
+from api.problems import problem_responses
 from api.routes.checklists import json_response
-from shared import keys, liveness
+from api.security import client_address
+from shared import keys, liveness, metrics
+from shared.errors import AuthenticationFailed
 from shared.redis_mux import RedisReplyError, RedisUnavailable
 
-__all__ = ["live", "metrics", "ready"]
+__all__ = ["live", "metrics_page", "ready"]
 
 _LIVE = b'{"status":"ok"}'
 
@@ -58,6 +64,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
             # One script, so one round trip, and Redis's clock decides who beat recently.
             workers, depth = await resources.link.run_script(liveness.STATUS, [keys.WORKERS, keys.QUEUE], [window])
     except (RedisUnavailable, RedisReplyError, OSError, TimeoutError) as exc:
+        metrics.count_redis_error("api", exc)
         reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         body = Readiness(status="unavailable", checks={"redis": reason}, workers_alive=None, queue_depth=None)
         return json_response(msgspec.json.encode(body), HTTP_503_SERVICE_UNAVAILABLE)
@@ -69,10 +76,18 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     "/metrics",
     operation_id="metrics",
     tags=["health"],
-    summary="Prometheus metrics of this API process",
-    description="The Prometheus text exposition format.",
+    summary="Prometheus metrics of the API (all its processes), the queues and the workers",
+    description="The Prometheus text exposition format. Never rate-limited. When `METRICS_TOKEN` is set "
+    "(required in production) it must come as `Authorization: Bearer <METRICS_TOKEN>`.",
     media_type=CONTENT_TYPE_LATEST,
-    sync_to_thread=False,
+    responses=problem_responses(AuthenticationFailed),
 )
-def metrics() -> Response[str]:
-    return Response(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+async def metrics_page(request: Request[Any, Any, Any]) -> Response[str]:
+    resources = resources_of(request)
+    token = resources.settings.observability.metrics_token
+    if token is not None:
+        presented = request.headers.get("authorization", "")
+        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+            log_auth_failure("invalid_metrics_token", client_address(request.scope, resources.trusted_proxies))
+            raise AuthenticationFailed("/metrics needs Authorization: Bearer <METRICS_TOKEN>", "invalid_metrics_token")
+    return Response((await resources.metrics.render()).decode(), media_type=CONTENT_TYPE_LATEST)

@@ -14,7 +14,7 @@ from litestar import Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_502_BAD_GATEWAY
 
-from api.deps import json_body, owner_of, resources_of
+from api.deps import json_body, log_context_of, owner_of, resources_of
 from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, Documented
 from api.problems import PROBLEM_JSON, Problem, problem_response, problem_responses
 from api.routes.checklists import json_response
@@ -78,9 +78,12 @@ def legacy_shape(job: Job) -> LegacyResponse:
 async def generate_checklist(request: Request[Any, Any, Any]) -> Response[LegacyResponse]:
     legacy = decode_body(await json_body(request), LegacyRequest)
     trip = normalise_trip(legacy.trip_data, prefix="$.trip_data")
-    resources, owner = resources_of(request), owner_of(request)
+    resources, owner, context = resources_of(request), owner_of(request), log_context_of(request)
     hook = resources.webhooks.job_hook(legacy.webhook, "$.webhook")
-    submitted = await resources.checklists.submit(owner, trip, hook=hook)
+    submitted = await resources.checklists.submit(
+        owner, trip, hook=hook, request_id=context.request_id or "", api="legacy"
+    )
+    context.job_id = submitted.accepted.id
     job = await resources.checklists.wait_job(owner, submitted.accepted.id, resources.settings.api.legacy_wait)
     if job.status == "succeeded":
         return json_response(_encoder.encode(legacy_shape(job)))

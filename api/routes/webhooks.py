@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from api.deps import json_body, owner_of, resources_of
+from api.deps import json_body, log_context_of, owner_of, resources_of
 from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, QUERY_ERRORS, Documented
 from api.problems import problem_responses
 from api.routes.checklists import json_response
@@ -146,7 +146,10 @@ class WebhookController(Controller):
         responses=_ONE,
     )
     async def ping(self, request: Request[Any, Any, Any], endpoint_id: FromPath[str]) -> Response[PingAccepted]:
-        return _json(await resources_of(request).webhooks.ping(owner_of(request), endpoint_id), HTTP_202_ACCEPTED)
+        rid = log_context_of(request).request_id or ""
+        return _json(
+            await resources_of(request).webhooks.ping(owner_of(request), endpoint_id, request_id=rid), HTTP_202_ACCEPTED
+        )
 
     @get(
         "/{endpoint_id:str}/deliveries",
@@ -178,7 +181,8 @@ class WebhookController(Controller):
     async def redeliver(
         self, request: Request[Any, Any, Any], delivery_id: FromPath[str]
     ) -> Response[RedeliveryAccepted]:
-        accepted = await resources_of(request).webhooks.redeliver(owner_of(request), delivery_id)
+        rid = log_context_of(request).request_id or ""
+        accepted = await resources_of(request).webhooks.redeliver(owner_of(request), delivery_id, request_id=rid)
         return _json(accepted, HTTP_202_ACCEPTED)
 
 

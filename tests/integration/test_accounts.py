@@ -353,4 +353,4 @@ async def test_failed_authentications_are_counted_in_metrics(anonymous: httpx.As
 
     text = (await anonymous.get("/metrics")).text
 
-    assert 'auth_failures_total{reason="invalid_api_key"}' in text
+    assert 'tripcheck_auth_failures_total{reason="invalid_api_key"}' in text

@@ -50,9 +50,25 @@ async def test_docs_are_off_in_production_unless_enabled(redis_base_url: str) ->
         "ENVIRONMENT": "production",
         "SECRET_KEY": "k" * 40,
         "LLM_PROVIDER": "offline",
+        "METRICS_TOKEN": "m" * 32,
     }
     app = create_app(load_settings(environment(production)))
 
     async with AsyncTestClient(app) as client:
         assert (await client.get("/schema/openapi.json")).status_code == 404
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_metrics_need_the_metrics_token_when_one_is_set(redis_base_url: str) -> None:
+    token = "a-long-metrics-token-for-prometheus"
+    app = create_app(load_settings(environment({"REDIS_URL": f"{redis_base_url}/10", "METRICS_TOKEN": token})))
+
+    async with AsyncTestClient(app) as client:
+        anonymous = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+        scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+
+    assert anonymous.status_code == wrong.status_code == 401
+    assert wrong.json()["code"] == "invalid_metrics_token"
+    assert scraped.status_code == 200
+    assert 'tripcheck_auth_failures_total{reason="invalid_metrics_token"}' in scraped.text

@@ -167,7 +167,13 @@ async def test_cors_allows_only_the_configured_origins(env: dict[str, str]) -> N
 
 
 async def test_every_response_carries_the_security_headers(env: dict[str, str]) -> None:
-    production = {**env, "ENVIRONMENT": "production", "SECRET_KEY": NEW_KEY, "LLM_PROVIDER": "offline"}
+    production = {
+        **env,
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": NEW_KEY,
+        "LLM_PROVIDER": "offline",
+        "METRICS_TOKEN": "m" * 32,
+    }
     development, prod = ApiServer(env).start(), ApiServer(production).start()
     try:
         async with httpx.AsyncClient() as client:

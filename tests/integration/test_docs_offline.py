@@ -89,6 +89,7 @@ async def test_the_docs_content_security_policy_allows_only_this_origin(redis_ba
         "SECRET_KEY": "k" * 40,
         "LLM_PROVIDER": "offline",
         "DOCS_ENABLED": "true",
+        "METRICS_TOKEN": "m" * 32,
     }
     async with AsyncTestClient(create_app(load_settings(environment(production)))) as client:
         response = await client.get(path)

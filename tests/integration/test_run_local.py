@@ -5,6 +5,7 @@ worker first, letting a running job finish, then Redis, and leaves nothing runni
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,13 +33,13 @@ TRIP = {"location": "Lisbon, Portugal", "days": 3, "transport": "plane", "occasi
 class LocalRun:
     """`python -m ops.run_local` in a session of its own, as a terminal runs it; its output collected."""
 
-    def __init__(self, data_dir: Path, **overrides: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, **overrides: str) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         env = environment({"PORT": str(self.port), "LOCAL_DATA_DIR": str(data_dir), **overrides})
         env.pop("REDIS_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ops.run_local"],
+            [sys.executable, "-m", "ops.run_local", *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -99,7 +100,7 @@ class LocalRun:
                 continue
             if process.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if {"api": "uvicorn", "worker": "celery", "redis": "redis-server"}[name] in command:
+            if {"api": "api.serve", "worker": "celery", "redis": "redis-server"}[name] in command:
                 return process
         raise AssertionError(f"no {name} child:\n{self.output}")
 
@@ -177,13 +178,24 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
 
 
 def test_make_run_serves_the_printed_example_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    run = LocalRun(tmp_path, WORKER_CONCURRENCY="2")
+    # `make run FLOWER=1`: Flower too, signed in with the credentials the banner prints.
+    run = LocalRun(tmp_path, "--flower", WORKER_CONCURRENCY="2", FLOWER_PORT=str(free_port()))
     try:
         lines = run.output.splitlines(keepends=True)
         start = next(i for i, line in enumerate(lines) if line.startswith("Try it")) + 1
         end = next(i for i in range(start, len(lines)) if not lines[i].strip())
         example = "".join(lines[start:end])
         children = run.descendants()
+        flower = re.search(r"Flower +(\S+) \(user (\S+), password (\S+)\)", run.output)
+        assert flower is not None, run.output
+        url, user, password = flower.groups()
+
+        def flower_sees_the_worker() -> None:
+            metrics = httpx.get(f"{url}metrics", auth=(user, password))
+            assert metrics.status_code == 200
+            assert re.search(r"flower_worker_online\{.*\} 1\.0", metrics.text)
+
+        run.eventually(flower_sees_the_worker)  # before the example, so that it sees its task
 
         began = time.monotonic()
         output = subprocess.run(["bash", "-c", example], capture_output=True, text=True, timeout=30, check=True)
@@ -196,6 +208,13 @@ def test_make_run_serves_the_printed_example_and_stops_cleanly_on_sigterm(tmp_pa
         assert job["result"]["generated_by"]["provider"] == "offline"
         assert elapsed < 10
         assert {child.name() for child in children} >= {"redis-server"}
+        assert httpx.get(f"{url}workers").status_code == 401
+
+        def flower_shows_the_task() -> None:
+            tasks = httpx.get(f"{url}api/tasks", auth=(user, password)).json()
+            assert tasks[job["id"]]["state"] == "SUCCESS"
+
+        run.eventually(flower_shows_the_task, timeout=20)
     finally:
         code = run.close(signal.SIGTERM)  # as `make` passes on its own SIGTERM
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from shared import keys
-from shared.queue import TaskEnvelopes, create_celery
+from shared.queue import REQUEST_ID_HEADER, TaskEnvelopes, create_celery
 from shared.settings import load_settings
 from tests.support import environment
 
@@ -42,12 +42,14 @@ def test_envelope_matches_what_celery_publishes(broker: redis.Redis, redis_base_
     settings = load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"}))
     app = create_celery(settings)
     job_id = "0123456789abcdef0123456789abcdef"
+    request_id = "client-7f3a:retry/2@edge=1+x"
 
-    app.send_task(keys.TASK_NAME, args=(job_id,), task_id=job_id)
+    app.send_task(keys.TASK_NAME, args=(job_id,), task_id=job_id, headers={REQUEST_ID_HEADER: request_id})
     published = json.loads(broker.lpop(keys.QUEUE))  # type: ignore[arg-type]
-    ours = json.loads(TaskEnvelopes(app).build(job_id).body)
+    ours = json.loads(TaskEnvelopes(app).build(job_id, request_id=request_id).body)
 
     assert _comparable(ours) == _comparable(published)
+    assert ours["headers"][REQUEST_ID_HEADER] == request_id
 
 
 def test_each_envelope_gets_its_own_delivery_tag(redis_base_url: str) -> None:
@@ -65,10 +67,14 @@ def test_the_webhook_envelope_matches_what_celery_publishes_on_its_queue(
 ) -> None:
     app = create_celery(load_settings(environment({"REDIS_URL": f"{redis_base_url}/7"})))
     delivery_id = "fedcba9876543210fedcba9876543210"
+    request_id = "the-job-s-request-id"  # a delivery carries its job's
 
-    app.send_task(keys.WEBHOOK_TASK_NAME, args=(delivery_id,), task_id=delivery_id)
+    app.send_task(
+        keys.WEBHOOK_TASK_NAME, args=(delivery_id,), task_id=delivery_id, headers={REQUEST_ID_HEADER: request_id}
+    )
     published = json.loads(broker.lpop(keys.WEBHOOK_QUEUE))  # type: ignore[arg-type]
-    ours = json.loads(TaskEnvelopes(app, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE).build(delivery_id).body)
+    envelopes = TaskEnvelopes(app, keys.WEBHOOK_TASK_NAME, keys.WEBHOOK_QUEUE)
+    ours = json.loads(envelopes.build(delivery_id, request_id=request_id).body)
 
     assert _comparable(ours) == _comparable(published)
     assert broker.llen(keys.QUEUE) == 0

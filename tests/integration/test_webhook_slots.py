@@ -50,7 +50,7 @@ class Harness:
                 keys.user_deliveries(OWNER),
                 keys.webhook(endpoint),
             ],
-            args=[ident, OWNER, endpoint, ping_payload(endpoint, datetime.now(UTC)), f"msg_{ident}", "{}", 3600, 5],
+            args=[ident, OWNER, endpoint, ping_payload(endpoint, datetime.now(UTC)), f"msg_{ident}", "{}", 3600, 5, ""],
         )
         return ident
 

@@ -37,7 +37,8 @@ def create(client: redis.Redis, hook: bytes = b"") -> str:
     client.register_script(job_scripts.CREATE.source)(
         keys=[keys.job(job.id), keys.owner_index(OWNER), "", keys.QUEUE, keys.PENDING, keys.job_events(job.id),
               keys.OUTBOX, keys.user_webhooks(OWNER)],
-        args=[job.id, OWNER, msgspec.json.encode(job), f"1:{job.id}", "", 600, 600, b"{}", keys.job(""), 60, "t", hook],
+        args=[job.id, OWNER, msgspec.json.encode(job), f"1:{job.id}", "", 600, 600, b"{}", keys.job(""), 60, "t", hook,
+              ""],
     )  # fmt: skip
     return job.id
 

@@ -27,6 +27,8 @@ from worker.recovery import RecoverySweep, plan
 
 TRIP = TripRequest(location="Tromsø", days=3, transport="plane", occasion="aurora")
 LEASE = 10.0
+#: The X-Request-ID the job was submitted with: every message of the job carries it.
+REQUEST_ID = "client-req-42"
 
 
 @dataclass
@@ -77,19 +79,19 @@ def healthy(sweep: RecoverySweep, clock: Clock) -> None:
 def submit(client: redis.Redis, envelopes: TaskEnvelopes) -> str:
     """A queued job with its message on the queue, exactly as the API's submit script leaves it."""
     job = lifecycle.new_job(uuid.uuid4().hex, TRIP, utcnow())
-    message = envelopes.build(job.id)
+    message = envelopes.build(job.id, request_id=REQUEST_ID)
     client.register_script(job_scripts.CREATE.source)(
         keys=[keys.job(job.id), keys.owner_index("owner"), "", keys.QUEUE, keys.PENDING, keys.job_events(job.id),
               keys.OUTBOX, keys.user_webhooks("owner")],
         args=[job.id, "owner", msgspec.json.encode(job), f"1:{job.id}", "", 600, 600, message.body, keys.job(""),
-              LEASE, message.tag, ""],
+              LEASE, message.tag, "", REQUEST_ID],
     )  # fmt: skip
     return job.id
 
 
 def take(client: redis.Redis, envelopes: TaskEnvelopes, job_id: str, worker: str = "celery@gone") -> StoredJob:
     """A worker takes the job's message off the queue and starts it (then, in these tests, dies)."""
-    client.lrem(keys.QUEUE, 0, envelopes.build(job_id).body.decode())
+    client.lrem(keys.QUEUE, 0, envelopes.build(job_id, request_id=REQUEST_ID).body.decode())
     store = SyncJobStore(client, job_ttl=600)
     stored = store.get(job_id)
     assert stored is not None
@@ -147,6 +149,8 @@ def test_a_running_job_whose_lease_ran_out_is_queued_again_with_a_new_message(
     assert job.error.code == "worker_lost"
     assert queued_ids(client) == [job_id]
     assert client.hget(keys.job(job_id), "worker") is None
+    (message,) = client.lrange(keys.QUEUE, 0, -1)
+    assert json.loads(message)["headers"]["request_id"] == REQUEST_ID  # the job's lines stay findable
 
 
 def test_a_job_that_used_all_its_attempts_fails_with_worker_lost(client: redis.Redis, envelopes: TaskEnvelopes) -> None:
@@ -271,7 +275,7 @@ def test_a_message_taken_but_never_started_for_a_whole_check_period_is_replaced(
     clock = Clock()
     sweep = sweeper(client, envelopes, clock)
     job_id = submit(client, envelopes)
-    message = envelopes.build(job_id)
+    message = envelopes.build(job_id, request_id=REQUEST_ID)
     client.lrem(keys.QUEUE, 0, message.body.decode())  # a worker took it (kombu's unacked entry), then hung
     client.hset(keys.UNACKED, message.tag, json.dumps([json.loads(message.body), "", keys.QUEUE]))
     overdue(client, job_id)
@@ -314,7 +318,7 @@ def test_messages_unacknowledged_past_the_visibility_timeout_go_back_on_the_queu
 ) -> None:
     clock = Clock()
     sweep = sweeper(client, envelopes, clock)
-    old, recent, finished = (envelopes.build(submit(client, envelopes)) for _ in range(3))
+    old, recent, finished = (envelopes.build(submit(client, envelopes), request_id=REQUEST_ID) for _ in range(3))
     client.delete(keys.QUEUE)  # workers took all three
     client.hset(keys.job(json.loads(finished.body)["headers"]["id"]), "status", "succeeded")
     now = _redis_now(client)

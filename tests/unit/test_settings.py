@@ -15,6 +15,7 @@ GOOD_PRODUCTION = {
     "GROQ_API_KEY": "key",
     "REDIS_URL": "redis://redis:6379/0",
     "ALLOWED_ORIGINS": "https://app.example.com",
+    "METRICS_TOKEN": "m" * 32,
 }
 
 
@@ -90,6 +91,18 @@ def test_a_good_production_configuration_loads() -> None:
 
     assert settings.app.environment == "production"
     assert settings.api.docs_enabled is False
+    assert settings.observability.log_format == "json"
+
+
+def test_logs_are_readable_lines_outside_production_unless_asked() -> None:
+    assert load_settings({}).observability.log_format == "console"
+    assert load_settings({"LOG_FORMAT": "JSON"}).observability.log_format == "json"
+
+
+def test_production_needs_a_metrics_token() -> None:
+    for token in ("", "short"):
+        with pytest.raises(SettingsError, match="METRICS_TOKEN"):
+            load_settings(GOOD_PRODUCTION | {"METRICS_TOKEN": token})
 
 
 def test_production_refuses_unsafe_settings_listing_each() -> None:

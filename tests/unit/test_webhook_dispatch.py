@@ -26,6 +26,8 @@ from worker.webhooks.store import SyncWebhookStore
 
 TRIP = TripRequest(location="Tromsø", days=3, transport="plane", occasion="aurora")
 OWNER = "dispatch-owner"
+#: The X-Request-ID the job was submitted with.
+REQUEST_ID = "client-req-hooks"
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def submit(client: redis.Redis, hook: bytes = b"") -> str:
         keys=[keys.job(job.id), keys.owner_index(OWNER), "", keys.QUEUE, keys.PENDING, keys.job_events(job.id),
               keys.OUTBOX, keys.user_webhooks(OWNER)],
         args=[job.id, OWNER, msgspec.json.encode(job), f"1:{job.id}", "", 600, 600, b"{}", keys.job(""), 30,
-              job.id, hook],
+              job.id, hook, REQUEST_ID],
     )  # fmt: skip
     return job.id
 
@@ -79,8 +81,10 @@ def test_an_event_becomes_one_delivery_per_target_with_its_message_and_leaves_th
     assert dispatch.sweep() == (1, 0)
 
     expected = {delivery_id(job_id, event_id, ""), delivery_id(job_id, event_id, wanted)}
-    queued = {json.loads(raw)["headers"]["id"] for raw in client.lrange(keys.WEBHOOK_QUEUE, 0, -1)}
-    assert queued == expected
+    messages = [json.loads(raw) for raw in client.lrange(keys.WEBHOOK_QUEUE, 0, -1)]
+    assert {message["headers"]["id"] for message in messages} == expected
+    # Each delivery carries the request id of its job's submission (its lines name it in the worker).
+    assert {message["headers"]["request_id"] for message in messages} == {REQUEST_ID}
     assert client.zcard(keys.OUTBOX) == 0
     assert client.hget(keys.delivery(delivery_id(job_id, event_id, "")), "url") == b"https://job.example.com/"
     body = json.loads(client.hget(keys.delivery(delivery_id(job_id, event_id, wanted)), "body") or b"")

@@ -27,6 +27,7 @@ import groq
 import httpx
 import msgspec
 
+from shared import metrics
 from shared.errors import (
     InvalidModelOutput,
     ProviderError,
@@ -128,6 +129,10 @@ class _Meter:
             reasoning_tokens=reasoning,
             total_tokens=int(usage.total_tokens or 0),
         )
+        metrics.GROQ_TOKENS.labels("prompt").inc(this.prompt_tokens)
+        metrics.GROQ_TOKENS.labels("completion").inc(this.completion_tokens)
+        if reasoning:
+            metrics.GROQ_TOKENS.labels("reasoning").inc(reasoning)
         if self.usage is None:
             self.usage = this
             return
@@ -191,6 +196,17 @@ def _error_text(error: groq.APIStatusError) -> str:
     return message[:200] if isinstance(message, str) else error.response.reason_phrase
 
 
+def _observe_call(outcome: str, status: str, started: float) -> None:
+    metrics.GROQ_REQUESTS.labels(outcome, status).inc()
+    metrics.GROQ_DURATION.observe(time.perf_counter() - started)
+
+
+def _counted(error: ProviderError, status: str, started: float) -> ProviderError:
+    """`error`, once the call it ended is counted (outcome: its code)."""
+    _observe_call(error.code, status, started)
+    return error
+
+
 class GroqProvider:
     name = "groq"
 
@@ -239,25 +255,31 @@ class GroqProvider:
         return content
 
     def _call(self, messages: list[Message], limit: int, meter: _Meter) -> tuple[str | None, str | None]:
+        started = time.perf_counter()
+        status = ""
         try:
             raw = self.client.chat.completions.with_raw_response.create(
                 model=self.settings.model,
                 messages=messages,  # type: ignore[arg-type]  # plain dicts are the SDK's documented form
                 **self._options(limit),
             )
+            status = str(raw.status_code)
             completion = raw.parse()
         except groq.APIStatusError as exc:
-            raise classify_status(exc) from exc
+            raise _counted(classify_status(exc), str(exc.status_code), started) from exc
         except groq.APITimeoutError as exc:
-            raise UpstreamUnavailable(f"Groq did not answer within {self.settings.timeout:g}s") from exc
+            timeout = UpstreamUnavailable(f"Groq did not answer within {self.settings.timeout:g}s")
+            raise _counted(timeout, status, started) from exc
         except groq.APIConnectionError as exc:
-            raise UpstreamUnavailable(f"could not reach Groq: {exc}") from exc
+            raise _counted(UpstreamUnavailable(f"could not reach Groq: {exc}"), status, started) from exc
         except (groq.APIResponseValidationError, ValueError) as exc:
             # The SDK raises a bare JSONDecodeError (a ValueError) for a body that is not JSON.
-            raise UpstreamBadResponse(f"Groq's response was not a valid chat completion: {exc}") from exc
+            broken = UpstreamBadResponse(f"Groq's response was not a valid chat completion: {exc}")
+            raise _counted(broken, status, started) from exc
         meter.record(getattr(completion, "usage", None), rate_limits(raw.headers))
         if not completion.choices:
-            raise InvalidModelOutput("Groq's response had no choices")
+            raise _counted(InvalidModelOutput("Groq's response had no choices"), status, started)
+        _observe_call("ok", status, started)
         choice = completion.choices[0]
         content: str | None = choice.message.content
         return content, choice.finish_reason

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from shared import metrics
+from shared.observability import REQUEST_ID_HTTP_HEADER, current_context
 from shared.settings import WebhookSettings
 from shared.webhook_schemas import DeliveryAttempt, new_secret
 from shared.webhooks import log_member
@@ -71,6 +73,21 @@ def judge(
     retry_after = retry_after_seconds(answer.retry_after) if isinstance(answer, Response) else None
     delay = next_delay(tries, settings.retry_schedule, jitter=settings.jitter, retry_after=retry_after, rng=rng)
     return Outcome("failed") if delay is None else Outcome("retrying", delay)
+
+
+def _count(answer: Response | DeliveryFailed, outcome: Outcome, duration: float | None) -> None:
+    """One attempt in `tripcheck_webhook_deliveries_total`: delivered, retrying, failed, or refused
+    (never sent, never will be: a deleted or disabled endpoint, a forbidden address); its time when
+    a request was made."""
+    if outcome.outcome == "succeeded":
+        label = "delivered"
+    elif isinstance(answer, DeliveryFailed) and not answer.retry:
+        label = "refused"
+    else:
+        label = outcome.outcome
+    metrics.WEBHOOK_DELIVERIES.labels(label).inc()
+    if duration is not None:
+        metrics.WEBHOOK_DURATION.observe(duration)
 
 
 def _at(seconds: float) -> datetime:
@@ -144,6 +161,9 @@ class Deliverer:
             claim = self.store.claim(delivery_id, self.settings.hold)
             if isinstance(claim, str):
                 return claim
+            context = current_context()
+            if context is not None:  # the attempt's lines name the job (if any) and its owner
+                context.job_id, context.owner = claim.job or None, claim.owner
             target = self._target(claim)
             if not self.slots.take_host(target.host):
                 self.store.unclaim(claim, BUSY_DELAY)
@@ -173,6 +193,7 @@ class Deliverer:
         answer = target.refused or self._send(claim, target)
         duration = self.clock() - started
         outcome = judge(answer, claim.tries, self.settings, is_endpoint=bool(claim.endpoint), rng=self.rng)
+        _count(answer, outcome, None if target.refused else duration)
         attempted_at = _at(claim.now)
         error = answer.reason if isinstance(answer, DeliveryFailed) else None
         status = answer.status if isinstance(answer, Response) else None
@@ -206,12 +227,13 @@ class Deliverer:
             ),
             self.settings.disable_after,
         )
+        # The receiver's host only: webhook URLs often carry a token in their path or query.
         log.info(
             "webhook %s attempt %d (%s to %s): %s%s",
             claim.webhook_id,
             claim.attempt,
             claim.event,
-            target.url or "-",
+            urlsplit(target.url).hostname or "-",
             outcome.outcome,
             f" ({error})" if error else "",
         )
@@ -220,6 +242,11 @@ class Deliverer:
     def _send(self, claim: Claim, target: _Target) -> Response | DeliveryFailed:
         secrets = self.store.signing_secrets(claim, target.endpoint, new_secret())
         headers = signed_headers(claim.webhook_id, int(time.time()), claim.body, secrets)
+        context = current_context()
+        if context is not None and context.request_id:
+            # The receiver can tie the delivery to the request that made its job (the client's
+            # own X-Request-ID, if it sent one); outside the signed content, like any header.
+            headers[REQUEST_ID_HTTP_HEADER] = context.request_id
         try:
             return self.transport.post(target.url, claim.body, headers)
         except DeliveryFailed as failed:

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from shared import metrics
 from shared.jobs import StoredJob, SyncJobStore
 from worker.webhooks.store import SyncWebhookStore
 
@@ -55,6 +56,8 @@ class WebhookDispatch:
             for member in self.store.outbox_of(job_id):
                 self.store.expand(member)
         except Exception as exc:
+            if isinstance(exc, redis.RedisError):
+                metrics.count_redis_error("worker", exc)
             log.warning("job %s: webhook dispatch left to the sweep: %s", job_id, exc)
 
 

@@ -43,6 +43,7 @@ class Delivery:
     event: str
     url: str  # the job's webhook; '' for an endpoint (read at each attempt)
     body: bytes
+    request_id: str = ""  # the job's submission's: its messages carry it (`shared.observability`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class SyncWebhookStore:
         args: list[Any] = [member, self.ttl, self.check_after, owner]
         for delivery in deliveries:
             script_keys.append(keys.delivery(delivery.id))
-            message = self.envelopes.build_another(delivery.id)
+            message = self.envelopes.build_another(delivery.id, request_id=delivery.request_id)
             args += [
                 delivery.id,
                 delivery.job,
@@ -134,12 +135,13 @@ class SyncWebhookStore:
                 delivery.body,
                 webhook_id(delivery.id),
                 message.body,
+                delivery.request_id,
             ]
         return int(self._expand(keys=script_keys, args=args))
 
     def _deliveries(self, job_id: str, event_id: str) -> tuple[str, list[Delivery]]:
-        fields_of_job = self.client.hmget(keys.job(job_id), ["owner", "hook", "doc"])
-        owner_raw, hook_raw, doc = cast(list[bytes | None], fields_of_job)
+        fields_of_job = self.client.hmget(keys.job(job_id), ["owner", "hook", "doc", "rid"])
+        owner_raw, hook_raw, doc, rid_raw = cast(list[bytes | None], fields_of_job)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = cast(
             Any, self.client.xrange(keys.job_events(job_id), event_id, event_id)
         )
@@ -149,11 +151,13 @@ class SyncWebhookStore:
         fields = entries[0][1]
         event = fields[b"type"].decode()
         body = event_payload(event, event_id, fields.get(b"doc", doc))
+        rid = (rid_raw or b"").decode()
         deliveries = []
         if hook_raw:
             hook = _spec_decoder.decode(hook_raw)
             if event in hook.events:
-                deliveries.append(Delivery(delivery_id(job_id, event_id, ""), job_id, "", event, hook.url, body))
+                ident = delivery_id(job_id, event_id, "")
+                deliveries.append(Delivery(ident, job_id, "", event, hook.url, body, rid))
         members: set[bytes] = cast(Any, self.client.smembers(keys.user_webhooks(owner)))
         endpoint_ids = sorted(raw.decode() for raw in members)
         if endpoint_ids:
@@ -164,7 +168,7 @@ class SyncWebhookStore:
             for endpoint_id, (events, enabled) in zip(endpoint_ids, rows, strict=True):
                 if enabled == b"1" and event in (events or b"").decode().split(","):
                     ident = delivery_id(job_id, event_id, endpoint_id)
-                    deliveries.append(Delivery(ident, job_id, endpoint_id, event, "", body))
+                    deliveries.append(Delivery(ident, job_id, endpoint_id, event, "", body, rid))
         return owner, deliveries
 
     def push_due(self, limit: int) -> int:
@@ -172,10 +176,15 @@ class SyncWebhookStore:
         ids = [raw.decode() for raw in self._due(keys=[keys.WEBHOOK_DELIVERIES_DUE], args=[limit])]
         if not ids:
             return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for ident in ids:
+                pipe.hget(keys.delivery(ident), "rid")
+            rids = pipe.execute()
         args: list[Any] = [self.check_after]
-        for ident in ids:
-            args += [ident, self.envelopes.build_another(ident).body]
-        return int(self._push(keys=[keys.WEBHOOK_DELIVERIES_DUE, keys.WEBHOOK_QUEUE], args=args))
+        for ident, rid in zip(ids, rids, strict=True):
+            args += [ident, self.envelopes.build_another(ident, request_id=(rid or b"").decode()).body]
+        script_keys = [keys.WEBHOOK_DELIVERIES_DUE, keys.WEBHOOK_QUEUE, *map(keys.delivery, ids)]
+        return int(self._push(keys=script_keys, args=args))
 
     # -- attempts --------------------------------------------------------------------------
 

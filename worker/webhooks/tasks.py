@@ -6,7 +6,7 @@ import logging
 
 import redis
 
-from shared import keys
+from shared import keys, metrics
 from worker import runtime
 from worker.celery_app import app
 
@@ -22,5 +22,6 @@ def deliver_webhook(delivery_id: str) -> str:
         return runtime.current().deliverer.run(delivery_id)
     except redis.RedisError as exc:
         # Nothing is lost: the delivery is due in Redis (or held, then due), and the sweep resends it.
+        metrics.count_redis_error("worker", exc)
         log.warning("webhook delivery %s not attempted, Redis is unavailable: %s", delivery_id, exc)
         return "redis_unavailable"
