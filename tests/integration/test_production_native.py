@@ -249,8 +249,9 @@ def test_the_first_deploy_runs_the_containers_commands_with_production_settings(
     (api,) = stack.instances("api")
     process = psutil.Process(int(str(api["pid"])))
     command = process.cmdline()
-    assert "--no-proxy-headers" in command
-    assert command[command.index("--workers") + 1] == "2"
+    # api.serve: uvicorn without proxy headers (TRUSTED_PROXIES decides), WORKERS processes.
+    assert command[-2:] == ["-m", "api.serve"]
+    assert process.environ()["WORKERS"] == "2"
     assert len([child for child in process.children(recursive=True) if "python" in child.name()]) >= 2
     assert process.environ()["ENVIRONMENT"] == "production"
     (worker,) = stack.instances("worker")

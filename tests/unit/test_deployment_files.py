@@ -32,9 +32,6 @@ SHELL_SCRIPTS = sorted(path for path in ROOT.glob("**/*.sh") if ".venv" not in p
 RULES = ROOT / "ops" / "prometheus" / "rules.yml"
 PROMETHEUS = ROOT / "ops" / "prometheus" / "prometheus.yml"
 RUNBOOK = ROOT / "ops" / "RUNBOOK.md"
-monitoring = pytest.mark.skipif(
-    not PROMETHEUS.exists(), reason="the monitoring configuration (issue 8) is not here yet"
-)
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -262,7 +259,6 @@ def test_env_example_documents_every_setting_with_the_required_ones_first_in_the
     assert required[: len(service_required)] == service_required, "the service's required settings come first"
 
 
-@monitoring
 def test_prometheus_scrapes_the_compose_services_on_their_ports() -> None:
     config = yaml.safe_load(PROMETHEUS.read_text())
     for job in config["scrape_configs"]:
@@ -279,7 +275,6 @@ def test_prometheus_scrapes_the_compose_services_on_their_ports() -> None:
         assert port in _ports(services()[host])
 
 
-@monitoring
 def test_every_alert_links_to_a_section_of_the_runbook() -> None:
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", heading.lower()).strip().replace(" ", "-")
