@@ -114,7 +114,7 @@ class ChecklistService:
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:
             return Submitted(accepted=accepted(_job_decoder.decode(outcome.doc)), replayed=True)
-        _SUBMITTED[api].inc()
+        metrics.TALLIES.count(_SUBMITTED[api])
         return Submitted(accepted=accepted(job), replayed=False)
 
     async def get_doc(self, owner: str, job_id: str, runner: ScriptRunner | None = None) -> bytes:
