@@ -7,6 +7,7 @@ in the lifespan (never at import) and closed on shutdown.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -28,7 +29,7 @@ from api.deps import Resources
 from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
 from api.limits import MultiplexedRedisStorage, RateLimiter
-from api.observability import REQUEST_ID_HEADER, MetricsPage, Observed, mark_this_process_dead
+from api.observability import REQUEST_ID_HEADER, MetricsPage, Observed, TallyFlusher, mark_this_process_dead
 from api.openapi import COMPONENTS
 from api.problems import exception_handlers
 from api.routes.auth import AuthController
@@ -106,12 +107,18 @@ def _lifespan(settings: Settings, trusted_proxies: list[Network]):  # type: igno
             metrics=MetricsPage(link, live_window=settings.worker.lease, multiprocess_dir=_MULTIPROCESS_DIR),
             webhooks=webhooks,
         )
+        flusher = TallyFlusher()
+        flusher.start()
+        # What start-up built lives as long as the process: the cycle collector need not walk it
+        # again (its full passes over the libraries' objects were a measurable share of a request).
+        gc.freeze()
         try:
             yield
         finally:
             await events.stop()
             await link.close()
             await pubsub_client.aclose()
+            flusher.stop()
             mark_this_process_dead(_MULTIPROCESS_DIR)
 
     return lifespan

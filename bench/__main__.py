@@ -45,7 +45,7 @@ from shared import keys
 from shared.embedded_redis import EmbeddedRedis, free_port
 
 TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
-TARGETS = {"submit": 0.40, "poll": 0.50}
+TARGETS = {"submit": 0.60, "poll": 0.75}
 
 
 def sign_in(api: str) -> dict[str, str]:
