@@ -28,6 +28,7 @@ from api.auth.tokens import TokenSigner
 from api.deps import Resources
 from api.docs import OfflineSwaggerUI
 from api.events import JobEventHub
+from api.fastpath import FastPath
 from api.limits import MultiplexedRedisStorage, RateLimiter
 from api.observability import REQUEST_ID_HEADER, MetricsPage, Observed, TallyFlusher, mark_this_process_dead
 from api.openapi import COMPONENTS
@@ -135,7 +136,9 @@ async def _load_revocations(accounts: AccountStore, revocations: RevocationCache
 _MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> Litestar:
+    """The API application. `fast_path=False` leaves submit and poll to Litestar's routing alone
+    (`api.fastpath`; tests compare the two)."""
     settings = settings or get_settings()
     configure_logging(settings)
     trusted_proxies = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.limits.trusted_proxies]
@@ -199,5 +202,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Outside routing and error handling, as Litestar's OpenTelemetry middleware sits: every answer
     # (unknown paths, refusals by AccessControl) gets a request id, metrics and an access line.
-    app.asgi_handler = observed.wrap(app.asgi_handler)
+    handler = FastPath(app).wrap(app.asgi_handler) if fast_path else app.asgi_handler
+    app.asgi_handler = observed.wrap(handler)
     return app

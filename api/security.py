@@ -35,7 +35,15 @@ from api.limits import Quota, QuotaGuard, quota
 from shared.errors import AuthenticationFailed
 from shared.observability import current_context
 
-__all__ = ["QUOTA_STATE_KEY", "AccessControl", "Network", "client_address", "security_headers"]
+__all__ = [
+    "QUOTA_STATE_KEY",
+    "AccessControl",
+    "Network",
+    "authenticate",
+    "client_address",
+    "quota_for",
+    "security_headers",
+]
 
 #: Where a request's `QuotaGuard` waits for its handler (`scope["state"]`), on `quota_in_script` routes.
 QUOTA_STATE_KEY = "quota"
@@ -88,42 +96,50 @@ class AccessControl(ASGIMiddleware):
         resources = Litestar.from_scope(scope).state.resources
         limits = resources.settings.limits
         opt = scope["route_handler"].opt
-        address = client_address(scope, resources.trusted_proxies)
         if opt.get("access") == "credentials":
+            address = client_address(scope, resources.trusted_proxies)
             guard = resources.limiter.guard(
                 Quota("auth-ip", _item(limits.auth_ip_requests, limits.auth_ip_window), address), fail_open=False
             )
             await guard.spend()
         else:
-            try:
-                principal = await resources.authenticator.authenticate(
-                    _header(scope, b"authorization"), _header(scope, b"x-api-key")
-                )
-            except AuthenticationFailed as failure:
-                log_auth_failure(failure.reason, address)
-                raise
-            scope["user"] = principal
-            context = current_context()
-            if context is not None:  # the request's log lines name whom it acts for from here on
-                context.owner = principal.user_id
-            guard = resources.limiter.guard(self._quota(principal, opt, limits), fail_open=True)
+            principal = await authenticate(
+                scope, resources, _header(scope, b"authorization"), _header(scope, b"x-api-key")
+            )
+            guard = resources.limiter.guard(quota_for(principal, opt.get("quota"), limits), fail_open=True)
             if opt.get("quota_in_script"):
                 scope["state"][QUOTA_STATE_KEY] = guard  # spent by the handler's own script
             else:
                 await guard.spend()
         await next_app(scope, receive, _with_rate_headers(send, guard))
 
-    @staticmethod
-    def _quota(principal: Principal, opt: dict[str, Any], limits: Any) -> Quota:
-        # Each kind of endpoint spends its own budget: submissions a small one (each costs an LLM
-        # call), polling a large one (cheap), everything else the general one.
-        user = principal.user_id
-        kind = opt.get("quota")
-        if kind == "poll":
-            return Quota("poll", _item(limits.poll_requests, limits.window), user)
-        if kind == "submit":
-            return Quota("submit", _item(limits.submit_requests, limits.submit_window), user)
-        return Quota("principal", _item(limits.requests, limits.window), user)
+
+async def authenticate(
+    scope: Scope, resources: Any, authorization: str | None, api_key: str | None, address: str | None = None
+) -> Principal:
+    """Who the request acts for (`scope["user"]`, and the owner its log lines name); a failure is
+    logged with the client's address (worked out here when not given) and raised."""
+    try:
+        principal: Principal = await resources.authenticator.authenticate(authorization, api_key)
+    except AuthenticationFailed as failure:
+        log_auth_failure(failure.reason, address or client_address(scope, resources.trusted_proxies))
+        raise
+    scope["user"] = principal
+    context = current_context()
+    if context is not None:  # the request's log lines name whom it acts for from here on
+        context.owner = principal.user_id
+    return principal
+
+
+def quota_for(principal: Principal, kind: str | None, limits: Any) -> Quota:
+    """The budget a principal's request spends: each kind of endpoint its own, submissions a small
+    one (each costs an LLM call), polling a large one (cheap), everything else the general one."""
+    user = principal.user_id
+    if kind == "poll":
+        return Quota("poll", _item(limits.poll_requests, limits.window), user)
+    if kind == "submit":
+        return Quota("submit", _item(limits.submit_requests, limits.submit_window), user)
+    return Quota("principal", _item(limits.requests, limits.window), user)
 
 
 @functools.cache

@@ -10,6 +10,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from api.deps import json_body, log_context_of, owner_of, quota_of, resources_of
+from api.limits import QuotaGuard
 from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, QUERY_ERRORS, Documented
 from api.problems import problem_responses
 from api.service import check_idempotency_key
@@ -18,7 +19,7 @@ from shared.lifecycle import API_PREFIX
 from shared.schemas import Job, JobPage, JobStatus, SubmitAccepted, TripRequest, TripSubmission
 from shared.validation import decode_body, normalise_trip
 
-__all__ = ["ChecklistController", "json_response"]
+__all__ = ["ChecklistController", "accept_submission", "json_response"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -38,6 +39,31 @@ _WAIT = QueryParameter(
     description="Long-poll: answer as soon as the job is final, or after this many seconds with its current "
     "state. At most `MAX_WAIT` (30 s by default; more is 422).",
 )
+
+
+async def accept_submission(
+    request: Request[Any, Any, Any], idempotency_key: str | None, quota: QuotaGuard
+) -> tuple[bytes, dict[str, str]]:
+    """Store and enqueue the request's trip, spending `quota` in the same script: the 202's body and
+    headers. The controller and `api.fastpath` both answer a submission with it."""
+    body, resources = await json_body(request), resources_of(request)
+    hook = b""
+    if b'"webhook"' in body:  # a byte search spares the usual submission the second struct
+        submission = decode_body(body, TripSubmission)
+        trip = normalise_trip(submission.trip())
+        hook = resources.webhooks.job_hook(submission.webhook, "$.webhook")
+    else:
+        trip = normalise_trip(decode_body(body, TripRequest))
+    key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    context = log_context_of(request)
+    submitted = await resources.checklists.submit(
+        owner_of(request), trip, key, hook, request_id=context.request_id or "", runner=quota
+    )
+    context.job_id = submitted.accepted.id
+    headers = {"Location": submitted.accepted.links.self_}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _encoder.encode(submitted.accepted), headers
 
 
 class ChecklistController(Controller):
@@ -64,24 +90,8 @@ class ChecklistController(Controller):
     ) -> Response[SubmitAccepted]:
         # The quota is spent in the store's script: one round trip (or on the way out, if refused earlier).
         async with quota_of(request) as quota:
-            body, resources = await json_body(request), resources_of(request)
-            hook = b""
-            if b'"webhook"' in body:  # a byte search spares the usual submission the second struct
-                submission = decode_body(body, TripSubmission)
-                trip = normalise_trip(submission.trip())
-                hook = resources.webhooks.job_hook(submission.webhook, "$.webhook")
-            else:
-                trip = normalise_trip(decode_body(body, TripRequest))
-            key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
-            context = log_context_of(request)
-            submitted = await resources.checklists.submit(
-                owner_of(request), trip, key, hook, request_id=context.request_id or "", runner=quota
-            )
-        context.job_id = submitted.accepted.id
-        headers = {"Location": submitted.accepted.links.self_}
-        if submitted.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return json_response(_encoder.encode(submitted.accepted), HTTP_202_ACCEPTED, headers)
+            content, headers = await accept_submission(request, idempotency_key, quota)
+        return json_response(content, HTTP_202_ACCEPTED, headers)
 
     @get(
         "/{job_id:str}",
