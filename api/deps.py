@@ -16,8 +16,9 @@ from litestar import Request
 from api.auth.principals import Authenticator, Principal
 from api.auth.service import AuthService
 from api.events import JobEventHub
-from api.limits import RateLimiter
+from api.limits import QuotaGuard, RateLimiter
 from api.observability import MetricsPage
+from api.security import QUOTA_STATE_KEY
 from api.service import ChecklistService
 from api.streams import EventStreamService
 from api.webhooks import WebhookService
@@ -26,7 +27,7 @@ from shared.observability import LogContext
 from shared.redis_mux import MultiplexedRedis
 from shared.settings import Settings
 
-__all__ = ["Resources", "json_body", "log_context_of", "owner_of", "principal_of", "resources_of"]
+__all__ = ["Resources", "json_body", "log_context_of", "owner_of", "principal_of", "quota_of", "resources_of"]
 
 
 @dataclass
@@ -53,6 +54,13 @@ def log_context_of(request: Request[Any, Any, Any]) -> LogContext:
     """The request's id and what its log lines name (set by `api.observability.Observed`)."""
     context: LogContext = request.scope["state"]["log_context"]
     return context
+
+
+def quota_of(request: Request[Any, Any, Any]) -> QuotaGuard:
+    """The request's quota, for its handler to spend in its own Redis script (routes with
+    `opt["quota_in_script"]`; set by `api.security.AccessControl`)."""
+    guard: QuotaGuard = request.scope["state"][QUOTA_STATE_KEY]
+    return guard
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

@@ -5,6 +5,15 @@ API's multiplexed connection (`shared.redis_mux`), so limits hold across every A
 host, and a request's checks (hit + window stats, for every quota it is under) are written
 together: one round trip.
 
+On the hot paths (submit, poll) the check goes into the request's own Redis call: a `QuotaGuard`
+runs limits' two sliding-window scripts, unchanged, as functions of one script that then runs the
+job store's script only if the quota allowed the request (`guarded_source`). A submission or a
+poll is then one round trip in all, where it was two (limits' check, then the store).
+
+This module is the one place that knows limits' private layout (its window key names, its Lua
+scripts and what they return); `tests/integration/test_quota_in_script.py` pins the version and
+checks the merged script decides as limits' own `SlidingWindowCounterRateLimiter` does.
+
 Failure policy when Redis cannot be reached: general quotas fail *open* (the request proceeds, an
 error is logged and counted: a Redis outage must not become a total outage), authentication quotas
 fail *closed* (503: an outage must not open the door to password guessing).
@@ -24,11 +33,20 @@ from limits.aio.storage.redis.bridge import RedisBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
-from shared import metrics
+from shared import keys, metrics
 from shared.errors import DependencyUnavailable, RateLimited
 from shared.redis_mux import MultiplexedRedis, RedisReplyError, RedisUnavailable, Script
 
-__all__ = ["Decision", "MultiplexedRedisStorage", "Quota", "RateLimiter", "quota", "seconds_until_allowed"]
+__all__ = [
+    "Decision",
+    "MultiplexedRedisStorage",
+    "Quota",
+    "QuotaGuard",
+    "RateLimiter",
+    "guarded_source",
+    "quota",
+    "seconds_until_allowed",
+]
 
 log = logging.getLogger(__name__)
 _STORAGE_ERRORS = (RedisUnavailable, RedisReplyError, StorageError, OSError)
@@ -140,7 +158,7 @@ class MultiplexedRedisStorage(RedisStorage):
     STORAGE_SCHEME = ["async+trip-checklist-multiplexed"]  # noqa: RUF012 - limits' registry reads it
     DEPENDENCIES = {}  # noqa: RUF012 - none to import: the link is ours
 
-    def __init__(self, link: MultiplexedRedis, key_prefix: str = "tc:limits") -> None:
+    def __init__(self, link: MultiplexedRedis, key_prefix: str = keys.LIMITS_PREFIX) -> None:
         self.wrap_exceptions = True
         self.target_server = "redis"
         self.options = {}
@@ -204,6 +222,88 @@ class Decision:
             "RateLimit-Reset": str(self.reset_after),
         }
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ASGI header tuples (appended raw: Litestar's header view costs more)."""
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_after).encode()),
+        ]
+
+
+def guarded_source(acquire: str, window: str, body: str) -> str:
+    """One script: limits' sliding-window acquire and window read for one quota, then `body` only
+    if the quota allowed the request. Each script runs as a Lua function whose parameters are
+    named KEYS and ARGV, so all three run unchanged on their own slices of the call's keys and
+    arguments.
+
+    KEYS: the quota's previous and current window keys, then `body`'s keys.
+    ARGV: the quota's limit and window (seconds), then `body`'s arguments.
+    Returns {1, window, body's reply} when allowed, {0, window} when refused; `window` is what
+    limits' window script returns (previous count, its TTL ms, current count, its TTL ms).
+    """
+    return (
+        "local function acquire(KEYS, ARGV)\n" + acquire + "\nend\n"
+        "local function window(KEYS, ARGV)\n" + window + "\nend\n"
+        "local function guarded(KEYS, ARGV)\n" + body + "\nend\n"
+        """local quota = {KEYS[1], KEYS[2]}
+local allowed = acquire(quota, {ARGV[1], ARGV[2], 1})
+local state = window(quota, {ARGV[2]})
+if not allowed then return {0, state} end
+return {1, state, guarded({unpack(KEYS, 3)}, {unpack(ARGV, 3)})}
+"""
+    )
+
+
+class QuotaGuard:
+    """One request's quota, spent in the same Redis script as the request's own work.
+
+    A `shared.redis_mux.ScriptRunner`: `run_script` runs the given script behind limits' check
+    (`guarded_source`), in one call; refused, the script does not run and `RateLimited` is raised,
+    with the same headers and Retry-After as `RateLimiter.spend`. Later calls of the request run
+    plainly. Used as `async with`: a request that ends without such a call (a refused body, an
+    unknown id) spends its unit on the way out, as `spend` would have before it ran, so a client
+    over its quota gets 429 whatever else is wrong with its request.
+
+    If Redis fails the merged call, its error is the request's (the store could not work either);
+    a quota spent on the way out fails open or closed as `fail_open` says.
+    """
+
+    __slots__ = ("decision", "fail_open", "limiter", "quota", "spent")
+
+    def __init__(self, limiter: RateLimiter, q: Quota, *, fail_open: bool) -> None:
+        self.limiter = limiter
+        self.quota = q
+        self.fail_open = fail_open
+        self.spent = False
+        #: The quota's state once spent and allowed (the response's RateLimit-* headers).
+        self.decision: Decision | None = None
+
+    async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any:
+        limiter = self.limiter
+        link = limiter.bridge.link
+        if self.spent:
+            return await link.run_script(script, keys, args)
+        self.spent = True
+        q = self.quota
+        reply = await link.run_script(
+            limiter.guarded(script), [*limiter.window_keys(q), *keys], [q.item.amount, q.item.get_expiry(), *args]
+        )
+        self.decision = limiter.decide([q], [(reply[0], reply[1])])
+        return reply[2] if len(reply) > 2 else None
+
+    async def spend(self) -> None:
+        """Spend the unit now, on its own (what `RateLimiter.spend` does)."""
+        self.spent = True
+        self.decision = await self.limiter.spend([self.quota], fail_open=self.fail_open)
+
+    async def __aenter__(self) -> QuotaGuard:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if not self.spent:
+            await self.spend()
+
 
 class RateLimiter:
     def __init__(self, storage: MultiplexedRedisStorage) -> None:
@@ -211,6 +311,21 @@ class RateLimiter:
         self.bridge = storage.multiplexed
         self.strategy = SlidingWindowCounterRateLimiter(storage)
         self._keys: dict[Quota, list[str]] = {}
+        self._guarded: dict[Script, Script] = {}
+
+    def guard(self, q: Quota, *, fail_open: bool) -> QuotaGuard:
+        """A request's quota, to spend in its own Redis script (`QuotaGuard`) or with `spend`."""
+        return QuotaGuard(self, q, fail_open=fail_open)
+
+    def guarded(self, script: Script) -> Script:
+        """`script` behind limits' sliding-window check (`guarded_source`), built once per script."""
+        found = self._guarded.get(script)
+        if found is None:
+            bridge = self.bridge
+            found = self._guarded[script] = Script(
+                guarded_source(bridge.acquire_sliding.source, bridge.sliding.source, script.source)
+            )
+        return found
 
     async def spend(self, quotas: list[Quota], *, fail_open: bool) -> Decision | None:
         """Spend one unit of each quota; raise `RateLimited` if any is exhausted.
@@ -224,7 +339,7 @@ class RateLimiter:
         bridge = self.bridge
         calls: list[tuple[Script, list[str], list[str | bytes | int | float]]] = []
         for q in quotas:
-            window_keys = self._window_keys(q)
+            window_keys = self.window_keys(q)
             expiry = q.item.get_expiry()
             calls.append((bridge.acquire_sliding, window_keys, [q.item.amount, expiry, 1]))
             calls.append((bridge.sliding, window_keys, [expiry]))
@@ -237,12 +352,17 @@ class RateLimiter:
                 log.error("rate limiter unavailable, letting the request through: %s", exc)  # noqa: TRY400
                 return None
             raise DependencyUnavailable("rate limiting is unavailable; try again shortly") from exc
+        return self.decide(quotas, [(replies[2 * index], replies[2 * index + 1]) for index in range(len(quotas))])
+
+    def decide(self, quotas: list[Quota], outcomes: list[tuple[Any, Any]]) -> Decision:
+        """The tightest quota's state, from each quota's (acquired?, window) as limits' scripts
+        answered; raises `RateLimited` if any refused."""
         decisions = []
         refused: list[int] = []
-        for index, q in enumerate(quotas):
-            decision, wait = _assess(q, MultiplexedBridge.window_state(replies[2 * index + 1]))
+        for q, (acquired, window) in zip(quotas, outcomes, strict=True):
+            decision, wait = _assess(q, MultiplexedBridge.window_state(window))
             decisions.append(decision)
-            if not replies[2 * index]:
+            if not acquired:
                 refused.append(max(1, math.ceil(wait)))
                 metrics.RATE_LIMITED.labels(q.name).inc()
         tightest = min(decisions, key=lambda decision: (decision.remaining, -decision.reset_after))
@@ -250,7 +370,7 @@ class RateLimiter:
             raise RateLimited("too many requests; slow down", retry_after=max(refused), headers=tightest.headers())
         return tightest
 
-    def _window_keys(self, q: Quota) -> list[str]:
+    def window_keys(self, q: Quota) -> list[str]:
         """limits' two keys for a quota's sliding window (remembered: a principal asks again soon)."""
         cached = self._keys.get(q)
         if cached is None:

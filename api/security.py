@@ -3,6 +3,8 @@
 Routes declare their policy in `opt["access"]`:
     "principal" (default)  a bearer token or API key is required; the principal's general quota, or
                            with `opt["quota"]` = "submit" or "poll" that budget instead (fail open)
+With `opt["quota_in_script"]` the handler spends the quota itself, in its own Redis script
+(`api.limits.QuotaGuard`, `api.deps.quota_of`): one round trip for the check and the work.
     "credentials"          register/login/refresh: a quota per client address (fail closed)
 /health, /metrics and /schema are never authenticated or limited.
 
@@ -29,11 +31,22 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth.principals import Principal
 from api.auth.service import log_auth_failure
-from api.limits import Decision, Quota, quota
+from api.limits import Quota, QuotaGuard, quota
 from shared.errors import AuthenticationFailed
 from shared.observability import current_context
 
-__all__ = ["AccessControl", "Network", "client_address", "security_headers"]
+__all__ = [
+    "QUOTA_STATE_KEY",
+    "AccessControl",
+    "Network",
+    "authenticate",
+    "client_address",
+    "quota_for",
+    "security_headers",
+]
+
+#: Where a request's `QuotaGuard` waits for its handler (`scope["state"]`), on `quota_in_script` routes.
+QUOTA_STATE_KEY = "quota"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -83,36 +96,50 @@ class AccessControl(ASGIMiddleware):
         resources = Litestar.from_scope(scope).state.resources
         limits = resources.settings.limits
         opt = scope["route_handler"].opt
-        address = client_address(scope, resources.trusted_proxies)
         if opt.get("access") == "credentials":
-            quotas = [Quota("auth-ip", _item(limits.auth_ip_requests, limits.auth_ip_window), address)]
-            decision = await resources.limiter.spend(quotas, fail_open=False)
+            address = client_address(scope, resources.trusted_proxies)
+            guard = resources.limiter.guard(
+                Quota("auth-ip", _item(limits.auth_ip_requests, limits.auth_ip_window), address), fail_open=False
+            )
+            await guard.spend()
         else:
-            try:
-                principal = await resources.authenticator.authenticate(
-                    _header(scope, b"authorization"), _header(scope, b"x-api-key")
-                )
-            except AuthenticationFailed as failure:
-                log_auth_failure(failure.reason, address)
-                raise
-            scope["user"] = principal
-            context = current_context()
-            if context is not None:  # the request's log lines name whom it acts for from here on
-                context.owner = principal.user_id
-            decision = await resources.limiter.spend(self._quotas(principal, opt, limits), fail_open=True)
-        await next_app(scope, receive, _with_rate_headers(send, decision))
+            principal = await authenticate(
+                scope, resources, _header(scope, b"authorization"), _header(scope, b"x-api-key")
+            )
+            guard = resources.limiter.guard(quota_for(principal, opt.get("quota"), limits), fail_open=True)
+            if opt.get("quota_in_script"):
+                scope["state"][QUOTA_STATE_KEY] = guard  # spent by the handler's own script
+            else:
+                await guard.spend()
+        await next_app(scope, receive, _with_rate_headers(send, guard))
 
-    @staticmethod
-    def _quotas(principal: Principal, opt: dict[str, Any], limits: Any) -> list[Quota]:
-        # Each kind of endpoint spends its own budget: submissions a small one (each costs an LLM
-        # call), polling a large one (cheap), everything else the general one.
-        user = principal.user_id
-        kind = opt.get("quota")
-        if kind == "poll":
-            return [Quota("poll", _item(limits.poll_requests, limits.window), user)]
-        if kind == "submit":
-            return [Quota("submit", _item(limits.submit_requests, limits.submit_window), user)]
-        return [Quota("principal", _item(limits.requests, limits.window), user)]
+
+async def authenticate(
+    scope: Scope, resources: Any, authorization: str | None, api_key: str | None, address: str | None = None
+) -> Principal:
+    """Who the request acts for (`scope["user"]`, and the owner its log lines name); a failure is
+    logged with the client's address (worked out here when not given) and raised."""
+    try:
+        principal: Principal = await resources.authenticator.authenticate(authorization, api_key)
+    except AuthenticationFailed as failure:
+        log_auth_failure(failure.reason, address or client_address(scope, resources.trusted_proxies))
+        raise
+    scope["user"] = principal
+    context = current_context()
+    if context is not None:  # the request's log lines name whom it acts for from here on
+        context.owner = principal.user_id
+    return principal
+
+
+def quota_for(principal: Principal, kind: str | None, limits: Any) -> Quota:
+    """The budget a principal's request spends: each kind of endpoint its own, submissions a small
+    one (each costs an LLM call), polling a large one (cheap), everything else the general one."""
+    user = principal.user_id
+    if kind == "poll":
+        return Quota("poll", _item(limits.poll_requests, limits.window), user)
+    if kind == "submit":
+        return Quota("submit", _item(limits.submit_requests, limits.submit_window), user)
+    return Quota("principal", _item(limits.requests, limits.window), user)
 
 
 @functools.cache
@@ -121,15 +148,14 @@ def _item(amount: int, seconds: int) -> RateLimitItem:
     return quota(amount, seconds)
 
 
-def _with_rate_headers(send: Send, decision: Decision | None) -> Send:
-    if decision is None:
-        return send
-    # Raw header tuples: Litestar's mutable header view cost a seventh of a request here.
-    extra = [(name.lower().encode(), value.encode()) for name, value in decision.headers().items()]
+def _with_rate_headers(send: Send, guard: QuotaGuard) -> Send:
+    """Adds the quota's headers to the answer: read as it starts, after the handler spent the quota.
+    None (refused: the 429 carries its own; or Redis could not be asked): nothing to add."""
 
     async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *extra]
+        if message["type"] == "http.response.start" and (decision := guard.decision) is not None:
+            # Raw header tuples: Litestar's mutable header view cost a seventh of a request here.
+            message["headers"] = [*message.get("headers", ()), *decision.raw_headers()]
         await send(message)
 
     return sending

@@ -22,6 +22,7 @@ from shared.clock import utcnow
 from shared.errors import IdempotencyKeyReused, InvalidRequest, JobNotCancelable, NotFound
 from shared.jobs import JobStore, decode_cursor, fingerprint
 from shared.queue import TaskEnvelopes
+from shared.redis_mux import ScriptRunner
 from shared.schemas import TERMINAL_STATUSES, Job, JobStatus, SubmitAccepted, TripRequest
 
 __all__ = ["ChecklistService", "Submitted", "accepted"]
@@ -89,11 +90,13 @@ class ChecklistService:
         *,
         request_id: str = "",
         api: Literal["v1", "legacy"] = "v1",
+        runner: ScriptRunner | None = None,
     ) -> Submitted:
         """Store and enqueue a job in one round trip; replay the earlier job for a known key.
 
         `hook` is the job's own webhook (JSON, `api.webhooks.WebhookService.job_hook`) or b"";
         `request_id` (the submission's) is stored with the job and sent with its task messages.
+        `runner` runs the store's script (the caller's quota check, `api.limits.QuotaGuard`).
         """
         job = lifecycle.new_job(lifecycle.new_job_id(), trip, self.clock())
         body_print = fingerprint(_trip_encoder.encode(trip) + hook) if idempotency_key else ""
@@ -105,26 +108,28 @@ class ChecklistService:
             body_fingerprint=body_print,
             hook=hook,
             request_id=request_id,
+            runner=runner,
         )
         if outcome.kind == "conflict":
             raise IdempotencyKeyReused(f"Idempotency-Key was used for job {outcome.job_id} with a different body")
         if outcome.kind == "existing" and outcome.doc is not None:
             return Submitted(accepted=accepted(_job_decoder.decode(outcome.doc)), replayed=True)
-        _SUBMITTED[api].inc()
+        metrics.TALLIES.count(_SUBMITTED[api])
         return Submitted(accepted=accepted(job), replayed=False)
 
-    async def get_doc(self, owner: str, job_id: str) -> bytes:
+    async def get_doc(self, owner: str, job_id: str, runner: ScriptRunner | None = None) -> bytes:
         _check_job_id(job_id)
-        doc = await self.store.get_doc(owner, job_id)
+        doc = await self.store.get_doc(owner, job_id, runner)
         if doc is None:
             raise NotFound(f"no checklist job {job_id!r}")
         return doc
 
-    async def wait_doc(self, owner: str, job_id: str, timeout: float) -> bytes:
-        """The job once it is terminal, or as it stands after `timeout` seconds."""
+    async def wait_doc(self, owner: str, job_id: str, timeout: float, runner: ScriptRunner | None = None) -> bytes:
+        """The job once it is terminal, or as it stands after `timeout` seconds (the first read
+        through `runner`, when given)."""
         deadline = time.monotonic() + timeout
         async with self.events.watch(job_id) as watch:
-            doc = await self.get_doc(owner, job_id)
+            doc = await self.get_doc(owner, job_id, runner)
             while status_of(doc) not in TERMINAL_STATUSES:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

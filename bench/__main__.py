@@ -58,7 +58,7 @@ from bench.streams import streams
 from bench.waiters import waiters
 from shared.embedded_redis import EmbeddedRedis, free_port
 
-TARGETS = {"submit": 0.40, "poll": 0.50}
+TARGETS = {"submit": 0.60, "poll": 0.75}
 
 
 def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:

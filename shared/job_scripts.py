@@ -42,6 +42,7 @@ __all__ = [
     "LIST",
     "NUDGE",
     "OVERDUE",
+    "READ",
     "RECOVER",
     "RENEW",
     "RETRY",
@@ -119,6 +120,13 @@ record(KEYS[1], KEYS[6], KEYS[7], KEYS[8], ARGV[1], 'job.queued', 1, ARGV[3], AR
 return {'created', ARGV[1]}
 """
 )
+
+READ = Script("""
+-- A job's owner and public JSON: what a poll answers (run where a plain HMGET cannot go, e.g.
+-- behind the rate limiter's check in the same script, `api.limits.QuotaGuard`).
+-- KEYS: job.  Returns {owner, doc} (nil each for a missing job).
+return redis.call('HMGET', KEYS[1], 'owner', 'doc')
+""")
 
 TRANSITION = Script(
     _NOW

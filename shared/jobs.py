@@ -32,7 +32,7 @@ import redis
 
 from shared import job_scripts, keys
 from shared.queue import TaskMessage
-from shared.redis_mux import MultiplexedRedis, Script
+from shared.redis_mux import MultiplexedRedis, Script, ScriptRunner
 from shared.schemas import Job, JobStatus
 
 __all__ = [
@@ -168,14 +168,16 @@ class JobStore:
         body_fingerprint: str = "",
         hook: bytes = b"",
         request_id: str = "",
+        runner: ScriptRunner | None = None,
     ) -> CreateOutcome:
         """Store a new job and enqueue its task, or find the job an Idempotency-Key already made.
 
         `hook` is the job's own webhook (JSON), stored with it for webhook dispatch; `request_id`
         the submission's, stored with it for the job's later task messages (and its log lines).
+        `runner` runs the script instead of the connection (the API's quota check goes with it).
         """
         idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
-        reply = await self.client.run_script(
+        reply = await (runner or self.client).run_script(
             job_scripts.CREATE,
             [keys.job(job.id), keys.owner_index(owner), idem, keys.QUEUE, keys.PENDING, *_change_keys(job.id, owner)],
             [
@@ -197,9 +199,15 @@ class JobStore:
         kind = reply[0].decode()
         return CreateOutcome(kind=kind, job_id=reply[1].decode(), doc=reply[2] if len(reply) > 2 else None)
 
-    async def get_doc(self, owner: str, job_id: str) -> bytes | None:
-        """The job's public JSON, exactly as stored; None if missing or someone else's."""
-        found_owner, doc = await self.client.execute("HMGET", keys.job(job_id), "owner", "doc")
+    async def get_doc(self, owner: str, job_id: str, runner: ScriptRunner | None = None) -> bytes | None:
+        """The job's public JSON, exactly as stored; None if missing or someone else's.
+
+        With `runner`, read by a script that it runs (the API's quota check goes with it).
+        """
+        if runner is None:
+            found_owner, doc = await self.client.execute("HMGET", keys.job(job_id), "owner", "doc")
+        else:
+            found_owner, doc = await runner.run_script(job_scripts.READ, [keys.job(job_id)], [])
         if found_owner != owner.encode():
             return None
         return cast(bytes, doc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "EVENTS_CHANNEL",
     "GROQ_BUDGET",
+    "LIMITS_PREFIX",
     "OUTBOX",
     "PENDING",
     "PREFIX",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 PREFIX = "tc"
+#: Prefix of the rate limiter's keys; below it, `limits`' own sliding-window layout (api/limits.py).
+LIMITS_PREFIX = f"{PREFIX}:limits"
 #: The Celery queue (a Redis list of the same name) that checklist tasks travel on.
 QUEUE = "checklists"
 #: The task's registered name; the API enqueues by name and never imports `worker/`.

@@ -34,13 +34,13 @@ import hashlib
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 
 from shared.redis_url import RedisEndpoint
 
-__all__ = ["MultiplexedRedis", "RedisReplyError", "RedisTimeout", "RedisUnavailable", "Script"]
+__all__ = ["MultiplexedRedis", "RedisReplyError", "RedisTimeout", "RedisUnavailable", "Script", "ScriptRunner"]
 
 
 def _pack(args: tuple[str | bytes | int | float, ...]) -> bytes:
@@ -81,6 +81,13 @@ class Script:
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class ScriptRunner(Protocol):
+    """Runs a script: `MultiplexedRedis` itself, or a wrapper that adds a check to the same call
+    (`api.limits.QuotaGuard`: the caller's quota, spent in the script that does the work)."""
+
+    async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any: ...
 
 
 class _Protocol(asyncio.Protocol):

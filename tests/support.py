@@ -176,10 +176,10 @@ class ServedApi:
 class ApiServer:
     """The real app factory behind a real uvicorn server, in a background thread."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, fast_path: bool = True) -> None:
         settings = load_settings(environment(env))
         self.port = free_port()
-        self.app = create_app(settings)
+        self.app = create_app(settings, fast_path=fast_path)
         # proxy_headers off, as in production: TRUSTED_PROXIES alone decides whom to believe.
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False

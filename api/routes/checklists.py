@@ -9,7 +9,8 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from api.deps import json_body, log_context_of, owner_of, resources_of
+from api.deps import json_body, log_context_of, owner_of, quota_of, resources_of
+from api.limits import QuotaGuard
 from api.openapi import AUTHENTICATED, BODY_ERRORS, PRINCIPAL_ERRORS, QUERY_ERRORS, Documented
 from api.problems import problem_responses
 from api.service import check_idempotency_key
@@ -18,7 +19,7 @@ from shared.lifecycle import API_PREFIX
 from shared.schemas import Job, JobPage, JobStatus, SubmitAccepted, TripRequest, TripSubmission
 from shared.validation import decode_body, normalise_trip
 
-__all__ = ["ChecklistController", "json_response"]
+__all__ = ["ChecklistController", "accept_submission", "json_response"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -40,6 +41,31 @@ _WAIT = QueryParameter(
 )
 
 
+async def accept_submission(
+    request: Request[Any, Any, Any], idempotency_key: str | None, quota: QuotaGuard
+) -> tuple[bytes, dict[str, str]]:
+    """Store and enqueue the request's trip, spending `quota` in the same script: the 202's body and
+    headers. The controller and `api.fastpath` both answer a submission with it."""
+    body, resources = await json_body(request), resources_of(request)
+    hook = b""
+    if b'"webhook"' in body:  # a byte search spares the usual submission the second struct
+        submission = decode_body(body, TripSubmission)
+        trip = normalise_trip(submission.trip())
+        hook = resources.webhooks.job_hook(submission.webhook, "$.webhook")
+    else:
+        trip = normalise_trip(decode_body(body, TripRequest))
+    key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    context = log_context_of(request)
+    submitted = await resources.checklists.submit(
+        owner_of(request), trip, key, hook, request_id=context.request_id or "", runner=quota
+    )
+    context.job_id = submitted.accepted.id
+    headers = {"Location": submitted.accepted.links.self_}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _encoder.encode(submitted.accepted), headers
+
+
 class ChecklistController(Controller):
     path = API_PREFIX
     tags = ["checklists"]  # noqa: RUF012 - Litestar reads it as a class attribute
@@ -55,31 +81,17 @@ class ChecklistController(Controller):
         response_description="The queued job",
         operation_class=Documented(TripSubmission, headers={202: ("Location", "Idempotent-Replayed")}),
         responses=problem_responses(*PRINCIPAL_ERRORS, *BODY_ERRORS, IdempotencyKeyReused),
-        opt={"quota": "submit"},
+        opt={"quota": "submit", "quota_in_script": True},
     )
     async def submit(
         self,
         request: Request[Any, Any, Any],
         idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY] = None,
     ) -> Response[SubmitAccepted]:
-        body, resources = await json_body(request), resources_of(request)
-        hook = b""
-        if b'"webhook"' in body:  # a byte search spares the usual submission the second struct
-            submission = decode_body(body, TripSubmission)
-            trip = normalise_trip(submission.trip())
-            hook = resources.webhooks.job_hook(submission.webhook, "$.webhook")
-        else:
-            trip = normalise_trip(decode_body(body, TripRequest))
-        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
-        context = log_context_of(request)
-        submitted = await resources.checklists.submit(
-            owner_of(request), trip, key, hook, request_id=context.request_id or ""
-        )
-        context.job_id = submitted.accepted.id
-        headers = {"Location": submitted.accepted.links.self_}
-        if submitted.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return json_response(_encoder.encode(submitted.accepted), HTTP_202_ACCEPTED, headers)
+        # The quota is spent in the store's script: one round trip (or on the way out, if refused earlier).
+        async with quota_of(request) as quota:
+            content, headers = await accept_submission(request, idempotency_key, quota)
+        return json_response(content, HTTP_202_ACCEPTED, headers)
 
     @get(
         "/{job_id:str}",
@@ -87,7 +99,7 @@ class ChecklistController(Controller):
         summary="Read a job; `wait` long-polls until it finishes",
         operation_class=Documented(),
         responses=problem_responses(*PRINCIPAL_ERRORS, *QUERY_ERRORS, InvalidRequest, NotFound),
-        opt={"quota": "poll"},
+        opt={"quota": "poll", "quota_in_script": True},
     )
     async def read(
         self,
@@ -96,12 +108,13 @@ class ChecklistController(Controller):
         wait: Annotated[float, _WAIT] = 0,
     ) -> Response[Job]:
         resources, owner = resources_of(request), owner_of(request)
-        if wait == 0:
-            return json_response(await resources.checklists.get_doc(owner, job_id))
-        limit = resources.settings.api.max_wait
-        if wait > limit:
-            raise InvalidRequest(f"wait must be at most {limit:g} seconds", field="wait")
-        return json_response(await resources.checklists.wait_doc(owner, job_id, wait))
+        async with quota_of(request) as quota:  # spent in the read's own script: one round trip
+            if wait == 0:
+                return json_response(await resources.checklists.get_doc(owner, job_id, quota))
+            limit = resources.settings.api.max_wait
+            if wait > limit:
+                raise InvalidRequest(f"wait must be at most {limit:g} seconds", field="wait")
+            return json_response(await resources.checklists.wait_doc(owner, job_id, wait, quota))
 
     @get(
         "/",

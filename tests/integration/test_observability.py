@@ -53,6 +53,18 @@ def scrape(url: str, **headers: str) -> str:
     return response.text
 
 
+def scraped_until(url: str, expected: float, name: str, **labels: str) -> float | None:
+    """The sample once a scrape shows `expected`, or the last value seen after 5 s. API processes
+    write their request counts every half second (`metrics.TALLIES`): another process's requests
+    show up within that, so a test polls for them rather than sleeping a guessed time."""
+    deadline = time.monotonic() + 5
+    while True:
+        value = sample(scrape(url), name, **labels)
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 def redis_time(client: redis.Redis) -> float:
     seconds, micros = client.time()
     return float(seconds) + micros / 1_000_000
@@ -111,10 +123,14 @@ def test_counters_add_up_across_api_processes_and_a_crash_or_restart_neither_los
         while (len(_health_count_by_process(directory)) < 2 or sent < 10) and sent < 400:
             assert httpx.get(f"{api.base_url}/health").status_code == 200
             sent += 1
-        counted = _health_count_by_process(directory)
-        assert len(counted) == 2, "one process answered everything"
-        sent = int(sum(counted.values()))
-        # Whichever process answers a scrape reports every process's count.
+        assert len(_health_count_by_process(directory)) == 2, "one process answered everything"
+        sent += 1  # start-up's readiness probe
+        # Once each process has written its tallies, the files add up to every answer...
+        deadline = time.monotonic() + 5
+        while sum(_health_count_by_process(directory).values()) != sent:
+            assert time.monotonic() < deadline, (_health_count_by_process(directory), sent)
+            time.sleep(0.05)
+        # ...and whichever process answers a scrape reports every process's count.
         for _ in range(6):
             assert sample(scrape(f"{api.base_url}/metrics"), "tripcheck_http_requests_total", **HEALTH) == sent
 
@@ -124,8 +140,8 @@ def test_counters_add_up_across_api_processes_and_a_crash_or_restart_neither_los
             job_id = client.post("/api/v1/checklists", json=TRIP, headers=_bearer(account_token)).json()["id"]
         poll = _open_long_poll(api, f"/api/v1/checklists/{job_id}?wait=25", account_token)
         victim = _serving(api, poll)
-        text = scrape(f"{api.base_url}/metrics")
-        assert sample(text, "tripcheck_http_requests_in_flight") == 2  # the long-poll and this scrape
+        # The long-poll and the scrape (the long-poll's process writes it within half a second).
+        assert scraped_until(f"{api.base_url}/metrics", 2, "tripcheck_http_requests_in_flight") == 2
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         poll.close()
@@ -138,18 +154,20 @@ def test_counters_add_up_across_api_processes_and_a_crash_or_restart_neither_los
             time.sleep(0.1)
         for _ in range(10):
             assert httpx.get(f"{api.base_url}/health").status_code == 200
-        assert sample(scrape(f"{api.base_url}/metrics"), "tripcheck_http_requests_total", **HEALTH) == sent + 10
+        assert (
+            scraped_until(f"{api.base_url}/metrics", sent + 10, "tripcheck_http_requests_total", **HEALTH) == sent + 10
+        )
     finally:
         api.stop()
 
     # A restart starts from an empty directory: the last run's samples are not added again.
     api = ServedApi(env, log_dir).start()
     try:
-        probes = sample(scrape(f"{api.base_url}/metrics"), "tripcheck_http_requests_total", **HEALTH)
+        probes = scraped_until(f"{api.base_url}/metrics", 1, "tripcheck_http_requests_total", **HEALTH)
         assert probes == 1  # start-up's readiness probe; the last run's (over 20) are gone
         for _ in range(3):
             assert httpx.get(f"{api.base_url}/health").status_code == 200
-        assert sample(scrape(f"{api.base_url}/metrics"), "tripcheck_http_requests_total", **HEALTH) == 4
+        assert scraped_until(f"{api.base_url}/metrics", 4, "tripcheck_http_requests_total", **HEALTH) == 4
     finally:
         api.stop()
 
