@@ -10,8 +10,15 @@
    runs just that.
 5. With `--streams N`: N event streams open on one API process (bench/streams.py): its memory,
    other requests' latency meanwhile, wake-up latency; `--only-streams` runs just that.
+6. With `--full` (the README's figures) or `--quick` (the same at small sizes, under two minutes
+   in all, for routine use), after 1 and 2 (shortened by --quick too):
+   - processes: WORKERS=2 against WORKERS=1, submit and poll (bench/processes.py);
+   - waiters: long-polls and event streams by the thousand on one API process (bench/waiters.py);
+   - jobs: worker throughput, offline and with Groq at 0.5 s over 100 slots; API and worker RSS
+     after N and 2N jobs; Redis memory per finished job (bench/jobs.py).
+   `--only processes,waiters,jobs` runs just those (sizes from --quick, or the full ones).
 
-Run: make bench  (BENCH_ARGS="--seconds 5 --rounds 3 --pools")
+Run: make bench  (BENCH_ARGS="--seconds 5 --rounds 3 --pools"; BENCH_ARGS=--quick; BENCH_ARGS=--full)
 """
 
 from __future__ import annotations
@@ -20,15 +27,16 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import redis
 
 from bench.harness import (
+    TRIP,
     UNLIMITED,
     api_server,
     bare_server,
@@ -36,45 +44,21 @@ from bench.harness import (
     celery_worker,
     cpu_seconds,
     ensure_wrk,
+    finished_job,
+    raise_nofile,
     server_process,
+    sign_in,
+    wait_worker,
     wrk,
 )
+from bench.jobs import groq_slots, offline
+from bench.processes import processes
 from bench.recovery import recovery
 from bench.streams import streams
-from shared import keys
+from bench.waiters import waiters
 from shared.embedded_redis import EmbeddedRedis, free_port
 
-TRIP = b'{"location":"Lisbon, Portugal","days":4,"transport":"plane","occasion":"city break","origin":"London"}'
 TARGETS = {"submit": 0.60, "poll": 0.75}
-
-
-def sign_in(api: str) -> dict[str, str]:
-    """Register a bench user and log in; the Authorization header every request carries."""
-    credentials = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.com", "password": "bench pass phrase 2026"}
-    httpx.post(f"{api}/api/v1/auth/register", json=credentials).raise_for_status()
-    token = httpx.post(f"{api}/api/v1/auth/login", json=credentials).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
-    client = redis.Redis.from_url(redis_url)
-    deadline = time.monotonic() + timeout
-    while client.zcard(keys.WORKERS) == 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no worker announced itself")
-        time.sleep(0.05)
-    client.close()
-
-
-def finished_job(api: str, redis_url: str, env: dict[str, str], auth: dict[str, str]) -> tuple[str, bytes]:
-    """A succeeded job (the realistic thing to poll), made with a short-lived worker."""
-    with celery_worker(env):
-        wait_worker(redis_url)
-        headers = {"content-type": "application/json", **auth}
-        ident = httpx.post(f"{api}/api/v1/checklists", content=TRIP, headers=headers).json()["id"]
-        doc = httpx.get(f"{api}/api/v1/checklists/{ident}", params={"wait": 20}, headers=auth, timeout=30).content
-    redis.Redis.from_url(redis_url).delete(keys.WORKERS)
-    return ident, doc
 
 
 def throughput(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
@@ -195,6 +179,30 @@ def pools(redis_url: str) -> None:
     fake.stop()
 
 
+#: Sizes of the sections of --quick and --full: wrk seconds and rounds, waiter counts, Redis
+#: window and /health probe seconds, jobs per worker run, jobs through the Groq slots.
+SIZES: dict[str, dict[str, Any]] = {
+    "quick": {"seconds": 2.0, "rounds": 1, "waiters": [200, 1000], "window": 1.0, "probe": 1.5,
+              "jobs": 500, "groq_jobs": 300, "latency_jobs": 50},
+    "full": {"seconds": 5.0, "rounds": 3, "waiters": [500, 5000], "window": 5.0, "probe": 16.0,
+             "jobs": 10_000, "groq_jobs": 4000, "latency_jobs": 300},
+}  # fmt: skip
+SECTIONS = ("processes", "waiters", "jobs")
+
+
+def scale(sections: list[str], size: dict[str, Any], server: EmbeddedRedis, scratch: Path, connections: int) -> None:
+    """The sections of --quick and --full after the throughput and latency ones."""
+    assert server.process is not None
+    if "processes" in sections:
+        processes(server.url, server.process.pid, seconds=size["seconds"], rounds=size["rounds"],
+                  connections=connections)  # fmt: skip
+    if "waiters" in sections:
+        waiters(size["waiters"], server.url, scratch, window=size["window"], probe=size["probe"])
+    if "jobs" in sections:
+        offline(size["jobs"], server.url, scratch)
+        groq_slots(size["groq_jobs"], server.url, scratch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
@@ -207,7 +215,27 @@ def main() -> None:
     parser.add_argument("--only-recovery", action="store_true", help="only time recovery from crashes")
     parser.add_argument("--streams", type=int, default=0, metavar="N", help="also hold N event streams open")
     parser.add_argument("--only-streams", action="store_true", help="only the event streams (N: 1000 by default)")
+    parser.add_argument("--quick", action="store_true", help="every section, small and short (under 2 minutes)")
+    parser.add_argument("--full", action="store_true", help="every section at the README's sizes")
+    parser.add_argument("--only", metavar="SECTIONS", help=f"only these of {', '.join(SECTIONS)} (comma-separated)")
     args = parser.parse_args()
+    raise_nofile()  # thousands of waiting clients: every process started here inherits it
+    if args.quick or args.full or args.only:
+        size = SIZES["quick" if args.quick else "full"]
+        sections = args.only.split(",") if args.only else list(SECTIONS)
+        unknown = set(sections) - set(SECTIONS)
+        if unknown:
+            parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+        if not args.only:
+            args.seconds, args.rounds, args.latency_jobs = size["seconds"], size["rounds"], size["latency_jobs"]
+        ensure_wrk()
+        with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
+            print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} (embedded)\n")
+            if not args.only:
+                throughput(args, server.url)
+                start_latency(args, server.url)
+            scale(sections, size, server, Path(scratch), args.connections)
+        return
     if args.only_recovery:
         recovery()
         return

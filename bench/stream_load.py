@@ -1,10 +1,18 @@
-"""Load for the event-stream benchmark (bench/streams.py), run as processes of their own.
+"""Lean HTTP clients for the benchmark (bench/streams.py, bench/waiters.py, bench/jobs.py), run as
+processes of their own.
 
 python -m bench.stream_load streams --port P --token T < job-ids
     opens one event stream per job id (raw asyncio sockets on uvloop: a few KiB and no parsing
     library per stream, so that the clients are never what is measured), prints `ready <s>`
     once every stream has its first event, then one JSON line once every stream has ended:
     per job, when (time.monotonic(), the system-wide clock) its terminal event arrived.
+python -m bench.stream_load polls --port P --token T --ids FILE --wait W
+    the same with one long-poll (GET /api/v1/checklists/{id}?wait=W) per job, asked again on the
+    same connection until the job is final; prints `ready <s>` once every request is sent, then
+    one JSON line: per job, when its final answer arrived, and how many answers it took.
+python -m bench.stream_load submit --port P --token T --count N --connections C --out FILE
+    submits N trips over C keep-alive connections, writes the job ids to FILE, then reads each
+    job once (GET /api/v1/checklists/{id}); prints the seconds each half took as one JSON line.
 python -m bench.stream_load probe --port P --token T --job ID --seconds S
     times GET /health and GET /api/v1/checklists/{ID} one after the other on one keep-alive
     connection, every 5 ms for S seconds; prints their latencies (ms) as one JSON line.
@@ -20,7 +28,10 @@ from pathlib import Path
 
 import uvloop
 
+from bench.harness import TRIP, raise_nofile
+
 _TERMINAL = (b"job.succeeded", b"job.failed", b"job.canceled")
+_FINAL_STATUS = (b'"status":"succeeded"', b'"status":"failed"', b'"status":"canceled"')
 
 
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -33,10 +44,10 @@ def _request(path: str, token: str, accept: str = "application/json") -> bytes:
     ).encode()
 
 
-async def _head(reader: asyncio.StreamReader) -> dict[bytes, bytes]:
+async def _head(reader: asyncio.StreamReader, expect: bytes = b" 200 ") -> dict[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status, *lines = head.split(b"\r\n")
-    if b" 200 " not in status:
+    if expect not in status:
         raise RuntimeError(f"unexpected answer: {status!r}")
     return {name.strip().lower(): value.strip() for name, _, value in (line.partition(b":") for line in lines if line)}
 
@@ -88,6 +99,76 @@ class Streams:
         print(json.dumps(result), flush=True)
 
 
+class Polls:
+    def __init__(self, port: int, token: str, ids: list[str], wait: float) -> None:
+        self.port, self.token, self.ids, self.wait = port, token, ids, wait
+        self.sent = 0
+        self.all_sent = asyncio.Event()
+        self.finished: dict[str, float] = {}
+        self.answers: dict[str, int] = {}
+
+    async def follow(self, job_id: str, gate: asyncio.Semaphore) -> None:
+        request = _request(f"/api/v1/checklists/{job_id}?wait={self.wait:g}", self.token)
+        async with gate:
+            reader, writer = await _connect(self.port)
+        self.sent += 1
+        if self.sent == len(self.ids):
+            self.all_sent.set()
+        while True:
+            writer.write(request)
+            body = await reader.readexactly(int((await _head(reader))[b"content-length"]))
+            self.answers[job_id] = self.answers.get(job_id, 0) + 1
+            if any(status in body for status in _FINAL_STATUS):
+                self.finished[job_id] = time.monotonic()
+                break
+        writer.close()
+
+    async def run(self) -> None:
+        began = time.monotonic()
+        gate = asyncio.Semaphore(100)
+        tasks = [asyncio.create_task(self.follow(job_id, gate)) for job_id in self.ids]
+        await self.all_sent.wait()
+        print(f"ready {time.monotonic() - began:.3f}", flush=True)
+        await asyncio.gather(*tasks)
+        result = {"finished": self.finished, "answers": self.answers, "cpu": time.process_time()}
+        print(json.dumps(result), flush=True)
+
+
+async def submit(port: int, token: str, count: int, connections: int) -> list[str]:
+    """Submit `count` trips, then read each job once; both over `connections` keep-alive connections."""
+    ids: list[str] = []
+    submission = (
+        f"POST /api/v1/checklists HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(TRIP)}\r\n\r\n"
+    ).encode() + TRIP
+    left = count
+
+    async def submitter() -> None:
+        nonlocal left
+        reader, writer = await _connect(port)
+        while left > 0:
+            left -= 1
+            writer.write(submission)
+            body = await reader.readexactly(int((await _head(reader, b" 202 "))[b"content-length"]))
+            ids.append(json.loads(body)["id"])
+        writer.close()
+
+    async def poller(share: list[str]) -> None:
+        reader, writer = await _connect(port)
+        for job_id in share:
+            writer.write(_request(f"/api/v1/checklists/{job_id}", token))
+            await reader.readexactly(int((await _head(reader))[b"content-length"]))
+        writer.close()
+
+    began = time.monotonic()
+    await asyncio.gather(*(submitter() for _ in range(connections)))
+    submitted = time.monotonic()
+    await asyncio.gather(*(poller(ids[n::connections]) for n in range(connections)))
+    timings = {"submit": submitted - began, "read": time.monotonic() - submitted, "cpu": time.process_time()}
+    print(json.dumps(timings), flush=True)
+    return ids
+
+
 async def probe(port: int, token: str, job_id: str, seconds: float) -> None:
     reader, writer = await _connect(port)
     latencies: dict[str, list[float]] = {"health": [], "poll": []}
@@ -107,16 +188,27 @@ async def probe(port: int, token: str, job_id: str, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stream_load", description=__doc__)
-    parser.add_argument("mode", choices=["streams", "probe"])
+    parser.add_argument("mode", choices=["streams", "polls", "submit", "probe"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token", required=True)
-    parser.add_argument("--ids", help="streams: a file of job ids, one per line")
+    parser.add_argument("--ids", help="streams, polls: a file of job ids, one per line")
+    parser.add_argument("--wait", type=float, default=30.0, help="polls: the long-poll's wait")
+    parser.add_argument("--count", type=int, default=1000, help="submit: how many jobs")
+    parser.add_argument("--connections", type=int, default=16, help="submit: how many connections")
+    parser.add_argument("--out", help="submit: where the job ids go")
     parser.add_argument("--job", help="probe: the job to poll")
     parser.add_argument("--seconds", type=float, default=5.0, help="probe: how long")
     args = parser.parse_args()
+    raise_nofile()
     if args.mode == "streams":
         ids = Path(args.ids).read_text().split()
         uvloop.run(Streams(args.port, args.token, ids).run())
+    elif args.mode == "polls":
+        ids = Path(args.ids).read_text().split()
+        uvloop.run(Polls(args.port, args.token, ids, args.wait).run())
+    elif args.mode == "submit":
+        ids = uvloop.run(submit(args.port, args.token, args.count, args.connections))
+        Path(args.out).write_text("\n".join(ids))
     else:
         uvloop.run(probe(args.port, args.token, args.job, args.seconds))
 

@@ -131,6 +131,12 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one per connection
+
+
+class _Server(ThreadingHTTPServer):
+    #: The listen backlog: socketserver's 5 refuses connections when a worker's slots connect at once.
+    request_queue_size = 1024
 
 
 class FakeGroq:
@@ -139,7 +145,7 @@ class FakeGroq:
         self.default = Reply.ok()
         self.received: list[Received] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-groq", daemon=True)
 
@@ -192,7 +198,8 @@ class FakeGroq:
                     self._send(404, {"error": {"message": "unknown path", "code": "not_found"}})
                     return
                 body = json.loads(raw)
-                reply = fake._next(Received(time.time(), self.path, dict(self.headers.items()), body))
+                peer = (str(self.client_address[0]), int(self.client_address[1]))
+                reply = fake._next(Received(time.time(), self.path, dict(self.headers.items()), body, peer))
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.raw_body is not None:

