@@ -75,6 +75,18 @@ def environment(overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def stop_gracefully(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL if it is not over within `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Worker:
     """`celery -A worker.celery_app worker` as a subprocess, the same command production runs.
 
@@ -121,14 +133,7 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_gracefully(self.process)
 
 
 class ServedApi:
@@ -163,14 +168,7 @@ class ServedApi:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_gracefully(self.process)
 
 
 class ApiServer:
