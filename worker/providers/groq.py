@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -210,22 +211,38 @@ def _counted(error: ProviderError, status: str, started: float) -> ProviderError
 class GroqProvider:
     name = "groq"
 
-    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None, *, connections: int = 20) -> None:
+    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None) -> None:
         self.settings = settings
         self.places = places or gazetteer()
         self.generated_by = GeneratedBy(provider="groq", model=settings.model)
-        # One connection per worker slot, all kept alive. The SDK's own pool keeps 20: with more
-        # slots, every call beyond them opened a connection (a TLS handshake with Groq) and closed
-        # it after, under the pool's lock that every slot shares; at 100 slots that cost a third of
-        # the worker's throughput (README, "Worker throughput").
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.client = groq.Groq(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            max_retries=0,
-            timeout=settings.timeout,
-            http_client=groq.DefaultHttpxClient(limits=limits, timeout=settings.timeout),
-        )
+        # One SDK client per worker thread, each with one kept-alive connection. A client shared by
+        # 100 slots kept one pool under one lock, and httpcore walks every pooled connection (a
+        # poll() on each idle one) under that lock when a request starts and when its response
+        # closes: at 100 slots that was a quarter of the worker's CPU (README, "Worker throughput").
+        # A thread makes one call at a time, so its own pool never waits and stays one connection.
+        # The TLS context (the CA bundle, parsed) is shared: one per client would cost memory.
+        self._tls = httpx.create_ssl_context()
+        self._local = threading.local()
+        self._clients: list[groq.Groq] = []
+        self._clients_lock = threading.Lock()
+
+    @property
+    def client(self) -> groq.Groq:
+        """This thread's SDK client, made on its first call."""
+        client: groq.Groq | None = getattr(self._local, "client", None)
+        if client is None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            client = groq.Groq(
+                api_key=self.settings.api_key,
+                base_url=self.settings.base_url,
+                max_retries=0,
+                timeout=self.settings.timeout,
+                http_client=groq.DefaultHttpxClient(limits=limits, timeout=self.settings.timeout, verify=self._tls),
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def _response_format(self) -> dict[str, Any]:
         if self.settings.model in STRICT_SCHEMA_MODELS:
@@ -329,4 +346,7 @@ class GroqProvider:
         return correct(repaired, facts, still_broken)
 
     def close(self) -> None:
-        self.client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
