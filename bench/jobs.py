@@ -53,11 +53,17 @@ DEFAULT_JOB_TTL_DAYS = 7
 #: Items in the fake model's answer (the memory figures are for a checklist of this size).
 ITEMS = 40
 #: Lets the fake Groq's process say where it listens, then keeps it serving until stdin closes.
+#: The answer obeys the hard rules for the bench's trip (London to Lisbon: a passport item, an
+#: adapter item), so a job is one call, as the ideal assumes: the fake's generic answer has
+#: neither, and every job then also made a repair call (two calls, 1 s, for a 0.5 s ideal).
 _FAKE_GROQ = f"""
 import sys
 from tests.fakes.groq_server import FakeGroq, Reply, good_checklist
+answer = good_checklist({ITEMS})
+answer["items"][0]["text"] = "Check that your passport is valid for the whole trip"
+answer["items"][1]["text"] = "Pack a travel adapter for type C and F sockets"
 fake = FakeGroq().start()
-fake.default = Reply.ok(good_checklist({ITEMS}), delay={CALL})
+fake.default = Reply.ok(answer, delay={CALL})
 print(fake.base_url, flush=True)
 sys.stdin.read()
 """
@@ -69,6 +75,7 @@ class Drained:
     cpu: float  # the worker's CPU seconds meanwhile
     succeeded: int
     busy: float  # median seconds from a job's start to its finish
+    calls: float  # model calls per job (its usage), 0 without a model
 
 
 def _submit(port: int, token: str, count: int, scratch: Path) -> list[str]:
@@ -98,7 +105,8 @@ def _drain(client: redis.Redis, ids: list[str], worker: list[psutil.Process], be
         (datetime.fromisoformat(doc["finished_at"]) - datetime.fromisoformat(doc["started_at"])).total_seconds()
         for doc in docs
     )
-    return Drained((finished - started).total_seconds(), cpu, succeeded, busy)
+    calls = sum((doc.get("usage") or {}).get("calls", 0) for doc in docs) / len(docs)
+    return Drained((finished - started).total_seconds(), cpu, succeeded, busy, calls)
 
 
 def offline(count: int, redis_url: str, scratch: Path) -> None:
@@ -177,7 +185,7 @@ def groq_slots(count: int, redis_url: str, scratch: Path) -> float:
                   f" {rate / ideal:.0%} of the ideal (goal ≥ {SLOTS_GOAL:.0%}:"
                   f" {'met' if rate / ideal >= SLOTS_GOAL else 'MISSED'});"
                   f" worker CPU {drained.cpu / count * 1000:.2f} ms/job; a job's start to its finish:"
-                  f" median {drained.busy:.2f} s")  # fmt: skip
+                  f" median {drained.busy:.2f} s; {drained.calls:.2f} calls per job")  # fmt: skip
             owner = client.hget(keys.job(ids[0]), "owner")
             _memory(client, ids, keys.owner_index(owner.decode() if isinstance(owner, bytes) else ""))
     finally:

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import redis
@@ -73,6 +74,22 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     #: No restore of delivered messages when the channel closes (see the module docstring).
     do_restore = False
+    _commands: redis.Redis | None = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
+        """kombu builds a new redis-py client object on the channel's pool for every command it
+        sends this way (each Celery task event published, each acknowledgement): its constructor
+        copies some 200 response callbacks, a tenth of a worker's CPU time with Flower's events
+        on. One client per channel and pool does the same (redis-py clients share a pool safely
+        across threads); a new pool, after a reconnection, gets a new client."""
+        if client:
+            yield client
+            return
+        commands = self._commands
+        if commands is None or commands.connection_pool is not self.pool:
+            commands = self._commands = self._create_client()  # type: ignore[attr-defined]
+        yield commands
 
 
 class Transport(kombu_redis.Transport):

@@ -68,7 +68,7 @@ def _provider(settings: Settings) -> ChecklistProvider:
     if settings.use_groq:
         from worker.providers.groq import GroqProvider  # noqa: PLC0415 - only loaded when used
 
-        return GroqProvider(settings.groq, connections=settings.worker.concurrency)
+        return GroqProvider(settings.groq)
     return OfflineProvider()
 
 

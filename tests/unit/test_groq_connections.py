@@ -17,7 +17,7 @@ def test_a_worker_with_more_slots_than_the_sdk_keeps_reuses_one_connection_per_s
     connections beyond their 30 (each one a TLS handshake with the real Groq)."""
     groq.default = Reply.ok(delay=0.2)
     slots = 30
-    provider = GroqProvider(GroqSettings(api_key="test-key", base_url=groq.base_url), connections=slots)
+    provider = GroqProvider(GroqSettings(api_key="test-key", base_url=groq.base_url))
     try:
         with ThreadPoolExecutor(slots) as pool:
             for _ in range(2):

@@ -29,6 +29,7 @@ __all__ = ["Violation", "correct", "violations"]
 _PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 _ADAPTER = re.compile(r"\badapter", re.IGNORECASE)
 _PASSPORT = re.compile(r"\bpassports?\b|\bvisas?\b", re.IGNORECASE)
+_PASSPORT_ONLY = re.compile(r"\bpassports?\b", re.IGNORECASE)
 _KIDS = re.compile(
     r"\b(?:child|children|kids?|infants?|bab(?:y|ies)|toddlers?|nappy|nappies|diapers?|stroller|pushchair)\b",
     re.IGNORECASE,
@@ -44,8 +45,9 @@ class Violation:
     add_matching: re.Pattern[str] | None = None  # the offline item to add, by its text
 
 
-def _items(checklist: Checklist, pattern: re.Pattern[str]) -> list[ChecklistItem]:
-    return [item for item in checklist.items if pattern.search(f"{item.text} {item.details or ''}")]
+def _items(checklist: Checklist, texts: list[str], pattern: re.Pattern[str]) -> list[ChecklistItem]:
+    """The items whose text or details match; `texts` holds each item's, in order."""
+    return [item for item, text in zip(checklist.items, texts, strict=True) if pattern.search(text)]
 
 
 def _quoted(items: list[ChecklistItem]) -> str:
@@ -55,7 +57,8 @@ def _quoted(items: list[ChecklistItem]) -> str:
 def violations(checklist: Checklist, facts: TripFacts) -> list[Violation]:
     """Every hard rule `checklist` breaks, given `facts`."""
     found: list[Violation] = []
-    adapters = _items(checklist, _ADAPTER)
+    texts = [f"{item.text} {item.details or ''}" for item in checklist.items]
+    adapters = _items(checklist, texts, _ADAPTER)
     origin = facts.origin.country.name if facts.origin else "home"
     if facts.adapter_plugs and not adapters:
         plugs = "/".join(facts.adapter_plugs)
@@ -77,7 +80,7 @@ def violations(checklist: Checklist, facts: TripFacts) -> list[Violation]:
                 remove=tuple(item.id for item in adapters),
             )
         )
-    passports = _items(checklist, _PASSPORT)
+    passports = _items(checklist, texts, _PASSPORT)
     if facts.international is False and passports:
         found.append(
             Violation(
@@ -87,13 +90,13 @@ def violations(checklist: Checklist, facts: TripFacts) -> list[Violation]:
                 remove=tuple(item.id for item in passports),
             )
         )
-    if facts.international and not _items(checklist, re.compile(r"\bpassports?\b", re.IGNORECASE)):
+    if facts.international and not any(_PASSPORT_ONLY.search(text) for text in texts):
         found.append(
             Violation(
                 "passport_missing",
                 "the trip is international: add an item to check passports",
                 "added a passport check: the trip crosses a border",
-                add_matching=re.compile(r"\bpassports?\b", re.IGNORECASE),
+                add_matching=_PASSPORT_ONLY,
             )
         )
     kids = [item for item in checklist.items if item.category == "kids" or _KIDS.search(item.text)]

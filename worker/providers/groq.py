@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,40 @@ def rate_limits(headers: httpx.Headers) -> UpstreamLimits | None:
         reset_requests=_duration(headers.get("x-ratelimit-reset-requests", "")),
     )
     return limits if limits != UpstreamLimits() else None
+
+
+#: The chat completions endpoint, as the SDK's `chat.completions.create` posts to it.
+_COMPLETIONS = "/openai/v1/chat/completions"
+
+
+class _TokenDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _CompletionUsage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    completion_tokens_details: _TokenDetails | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    """What is read of a chat completion (OpenAI's shape); every other field is ignored."""
+
+    choices: list[_Choice] = msgspec.field(default_factory=list)
+    usage: _CompletionUsage | None = None
+
+
+_completion = msgspec.json.Decoder(_Completion)
 
 
 @dataclass
@@ -210,22 +245,38 @@ def _counted(error: ProviderError, status: str, started: float) -> ProviderError
 class GroqProvider:
     name = "groq"
 
-    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None, *, connections: int = 20) -> None:
+    def __init__(self, settings: GroqSettings, places: Gazetteer | None = None) -> None:
         self.settings = settings
         self.places = places or gazetteer()
         self.generated_by = GeneratedBy(provider="groq", model=settings.model)
-        # One connection per worker slot, all kept alive. The SDK's own pool keeps 20: with more
-        # slots, every call beyond them opened a connection (a TLS handshake with Groq) and closed
-        # it after, under the pool's lock that every slot shares; at 100 slots that cost a third of
-        # the worker's throughput (README, "Worker throughput").
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.client = groq.Groq(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            max_retries=0,
-            timeout=settings.timeout,
-            http_client=groq.DefaultHttpxClient(limits=limits, timeout=settings.timeout),
-        )
+        # One SDK client per worker thread, each with one kept-alive connection. A client shared by
+        # 100 slots kept one pool under one lock, and httpcore walks every pooled connection (a
+        # poll() on each idle one) under that lock when a request starts and when its response
+        # closes: at 100 slots that was a quarter of the worker's CPU (README, "Worker throughput").
+        # A thread makes one call at a time, so its own pool never waits and stays one connection.
+        # The TLS context (the CA bundle, parsed) is shared: one per client would cost memory.
+        self._tls = httpx.create_ssl_context()
+        self._local = threading.local()
+        self._clients: list[groq.Groq] = []
+        self._clients_lock = threading.Lock()
+
+    @property
+    def client(self) -> groq.Groq:
+        """This thread's SDK client, made on its first call."""
+        client: groq.Groq | None = getattr(self._local, "client", None)
+        if client is None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            client = groq.Groq(
+                api_key=self.settings.api_key,
+                base_url=self.settings.base_url,
+                max_retries=0,
+                timeout=self.settings.timeout,
+                http_client=groq.DefaultHttpxClient(limits=limits, timeout=self.settings.timeout, verify=self._tls),
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def _response_format(self) -> dict[str, Any]:
         if self.settings.model in STRICT_SCHEMA_MODELS:
@@ -263,14 +314,15 @@ class GroqProvider:
     def _call(self, messages: list[Message], limit: int, meter: _Meter) -> tuple[str | None, str | None]:
         started = time.perf_counter()
         status = ""
+        body = {"model": self.settings.model, "messages": messages, **self._options(limit)}
         try:
-            raw = self.client.chat.completions.with_raw_response.create(
-                model=self.settings.model,
-                messages=messages,  # type: ignore[arg-type]  # plain dicts are the SDK's documented form
-                **self._options(limit),
-            )
+            # The SDK's own request path (auth, headers, timeouts, its error classes), without
+            # `chat.completions.create`'s walk over the parameters and pydantic's over the answer:
+            # the body is plain JSON already, and the answer's few fields are read with msgspec.
+            # The two cost about a millisecond of CPU per call (README, "Worker throughput").
+            raw = self.client.post(_COMPLETIONS, cast_to=httpx.Response, content=msgspec.json.encode(body))
             status = str(raw.status_code)
-            completion = raw.parse()
+            completion = _completion.decode(raw.content)
         except groq.APIStatusError as exc:
             raise _counted(classify_status(exc), str(exc.status_code), started) from exc
         except groq.APITimeoutError as exc:
@@ -279,16 +331,15 @@ class GroqProvider:
         except groq.APIConnectionError as exc:
             raise _counted(UpstreamUnavailable(f"could not reach Groq: {exc}"), status, started) from exc
         except (groq.APIResponseValidationError, ValueError) as exc:
-            # The SDK raises a bare JSONDecodeError (a ValueError) for a body that is not JSON.
+            # msgspec's DecodeError and ValidationError are ValueErrors: not JSON, or not a completion.
             broken = UpstreamBadResponse(f"Groq's response was not a valid chat completion: {exc}")
             raise _counted(broken, status, started) from exc
-        meter.record(getattr(completion, "usage", None), rate_limits(raw.headers))
+        meter.record(completion.usage, rate_limits(raw.headers))
         if not completion.choices:
             raise _counted(InvalidModelOutput("Groq's response had no choices"), status, started)
         _observe_call("ok", status, started)
         choice = completion.choices[0]
-        content: str | None = choice.message.content
-        return content, choice.finish_reason
+        return choice.message.content, choice.finish_reason
 
     def _judge(self, content: str | None, facts: TripFacts) -> tuple[Checklist | None, list[Violation], str]:
         """The parsed answer (None if unusable), the hard rules it breaks, and what to tell the model."""
@@ -329,4 +380,7 @@ class GroqProvider:
         return correct(repaired, facts, still_broken)
 
     def close(self) -> None:
-        self.client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

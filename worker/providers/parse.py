@@ -88,7 +88,10 @@ def parse_checklist(content: str | None, generated_by: GeneratedBy) -> Checklist
     """Decode and clean a model answer; raise `InvalidModelOutput` saying what is wrong."""
     if content is None or not content.strip():
         raise InvalidModelOutput("the answer was empty")
-    text = _FENCE.sub("", content.strip())
+    text = content.strip()
+    if text.startswith("```") or text.endswith("```"):
+        # Only then: the pattern's `$` branch is otherwise tried at every position of the answer.
+        text = _FENCE.sub("", text)
     try:
         raw = _decoder.decode(text)
     except msgspec.ValidationError as exc:
