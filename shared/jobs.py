@@ -45,6 +45,7 @@ __all__ = [
     "StartOutcome",
     "StoredJob",
     "SyncJobStore",
+    "bind_script",
     "decode_cursor",
     "encode_cursor",
     "fingerprint",
@@ -292,7 +293,7 @@ StartOutcome = StoredJob | StartRefusal
 _START_REFUSALS: dict[int, StartRefusal] = {0: "moved", -1: "missing", -2: "not_queued", -3: "not_due"}
 
 
-def _bind(client: redis.Redis, script: Script) -> Callable[..., Any]:
+def bind_script(client: redis.Redis, script: Script) -> Callable[..., Any]:
     """A shared script, callable on a redis-py client (loaded on first use, like `Script`)."""
     return client.register_script(script.source)
 
@@ -303,10 +304,10 @@ class SyncJobStore:
     def __init__(self, client: redis.Redis, *, job_ttl: int) -> None:
         self.client = client
         self.job_ttl = job_ttl
-        self._transition = _bind(client, job_scripts.TRANSITION)
-        self._start = _bind(client, job_scripts.START)
-        self._retry = _bind(client, job_scripts.RETRY)
-        self._renew = _bind(client, job_scripts.RENEW)
+        self._transition = bind_script(client, job_scripts.TRANSITION)
+        self._start = bind_script(client, job_scripts.START)
+        self._retry = bind_script(client, job_scripts.RETRY)
+        self._renew = bind_script(client, job_scripts.RENEW)
 
     def get(self, job_id: str) -> StoredJob | None:
         return _decode_stored(self.client.hmget(keys.job(job_id), ["owner", "rev", "doc"]))
@@ -375,9 +376,9 @@ class PendingJobs:
         self.client = client
         self.job_ttl = job_ttl
         self.check_after = check_after
-        self._overdue = _bind(client, job_scripts.OVERDUE)
-        self._recover = _bind(client, job_scripts.RECOVER)
-        self._nudge = _bind(client, job_scripts.NUDGE)
+        self._overdue = bind_script(client, job_scripts.OVERDUE)
+        self._recover = bind_script(client, job_scripts.RECOVER)
+        self._nudge = bind_script(client, job_scripts.NUDGE)
 
     def overdue(self, limit: int) -> list[PendingJob]:
         """Up to `limit` jobs whose lease, due time or message check has come (Redis's clock)."""

@@ -9,7 +9,6 @@ through KEYS, and re-checks what matters (the outbox entry still there, the deli
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,8 +16,8 @@ import msgspec
 import redis
 
 from shared import keys, webhook_scripts
+from shared.jobs import bind_script
 from shared.queue import TaskEnvelopes
-from shared.redis_mux import Script
 from shared.webhook_schemas import WebhookSpec, delivery_id, event_payload, webhook_id
 from shared.webhooks import secrets_in_force
 
@@ -27,10 +26,6 @@ __all__ = ["Claim", "Delivery", "Finish", "SyncWebhookStore"]
 log = logging.getLogger(__name__)
 
 _spec_decoder = msgspec.json.Decoder(WebhookSpec)
-
-
-def _bind(client: redis.Redis, script: Script) -> Callable[..., Any]:
-    return client.register_script(script.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +76,14 @@ class SyncWebhookStore:
         self.envelopes = envelopes
         self.ttl = ttl
         self.check_after = check_after
-        self._expand = _bind(client, webhook_scripts.EXPAND)
-        self._due = _bind(client, webhook_scripts.DUE)
-        self._push = _bind(client, webhook_scripts.PUSH_DUE)
-        self._claim = _bind(client, webhook_scripts.CLAIM)
-        self._postpone = _bind(client, webhook_scripts.POSTPONE)
-        self._unclaim = _bind(client, webhook_scripts.UNCLAIM)
-        self._finish = _bind(client, webhook_scripts.FINISH)
-        self._rotate = _bind(client, webhook_scripts.ROTATE)
+        self._expand = bind_script(client, webhook_scripts.EXPAND)
+        self._due = bind_script(client, webhook_scripts.DUE)
+        self._push = bind_script(client, webhook_scripts.PUSH_DUE)
+        self._claim = bind_script(client, webhook_scripts.CLAIM)
+        self._postpone = bind_script(client, webhook_scripts.POSTPONE)
+        self._unclaim = bind_script(client, webhook_scripts.UNCLAIM)
+        self._finish = bind_script(client, webhook_scripts.FINISH)
+        self._rotate = bind_script(client, webhook_scripts.ROTATE)
 
     # -- events into deliveries ------------------------------------------------------------
 
