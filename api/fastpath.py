@@ -31,7 +31,6 @@ from litestar.types import (
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     HTTPScope,
-    Message,
     Receive,
     Scope,
     Send,
@@ -40,7 +39,7 @@ from litestar.types import (
 from api.limits import QuotaGuard
 from api.problems import exception_handlers
 from api.routes.checklists import accept_submission
-from api.security import authenticate, quota_for
+from api.security import authenticate, quota_for, with_rate_headers
 from shared.lifecycle import API_PREFIX
 
 __all__ = ["FastPath"]
@@ -139,17 +138,7 @@ class FastPath:
         handler = next(self._handlers[kind] for kind in type(exc).__mro__ if kind in self._handlers)
         request: Request[Any, Any, Any] = Request(scope, receive)
         response = handler(request, exc).to_asgi_response(None, request)
-        decision = guard.decision if guard is not None else None
-        if decision is None:
-            await response(scope, receive, send)
-            return
-
-        async def with_quota(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *decision.raw_headers()]
-            await send(message)
-
-        await response(scope, receive, with_quota)
+        await response(scope, receive, send if guard is None else with_rate_headers(send, guard))
 
 
 def _plain_headers(scope: Scope) -> dict[bytes, bytes] | None:

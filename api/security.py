@@ -43,6 +43,7 @@ __all__ = [
     "client_address",
     "quota_for",
     "security_headers",
+    "with_rate_headers",
 ]
 
 #: Where a request's `QuotaGuard` waits for its handler (`scope["state"]`), on `quota_in_script` routes.
@@ -111,7 +112,7 @@ class AccessControl(ASGIMiddleware):
                 scope["state"][QUOTA_STATE_KEY] = guard  # spent by the handler's own script
             else:
                 await guard.spend()
-        await next_app(scope, receive, _with_rate_headers(send, guard))
+        await next_app(scope, receive, with_rate_headers(send, guard))
 
 
 async def authenticate(
@@ -148,7 +149,7 @@ def _item(amount: int, seconds: int) -> RateLimitItem:
     return quota(amount, seconds)
 
 
-def _with_rate_headers(send: Send, guard: QuotaGuard) -> Send:
+def with_rate_headers(send: Send, guard: QuotaGuard) -> Send:
     """Adds the quota's headers to the answer: read as it starts, after the handler spent the quota.
     None (refused: the 429 carries its own; or Redis could not be asked): nothing to add."""
 
