@@ -8,8 +8,9 @@
    worker process after each N (goals ≤ 120 MiB and ≤ 150 MiB, flat).
 2. Groq answering in 0.5 s (tests/fakes, here in its own process), one worker process with 100
    slots (WORKER_CONCURRENCY=100): the ideal is 100 / 0.5 s = 200 jobs per second; the fraction of
-   it reached over M jobs submitted at once (goal ≥ 90 %) and the worker's CPU per job. The model's
-   answer has 40 items.
+   it reached over M jobs submitted at once (goal ≥ 90 %), the worker's CPU per job, and how long
+   the calls took as the worker timed them (its metrics), so that a fake slower than 0.5 s shows
+   as such. The model's answer has 40 items.
 3. Redis memory per finished job of run 2: `MEMORY USAGE` of each of its keys (the job hash, its
    event record) for a sample of jobs, median and p99, with the owner index's share; and the
    arithmetic for a day of 1 M jobs kept for JOB_TTL (7 days by default).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psutil
 import redis
 
@@ -157,6 +159,18 @@ def _memory(client: redis.Redis, ids: list[str], owner_index: str) -> None:
           f" = {kept * median / 2**30:.1f} GiB (p99 {kept * p99 / 2**30:.1f} GiB)")  # fmt: skip
 
 
+def _mean_call(metrics_port: int) -> float:
+    """The mean duration of the worker's Groq calls, from its metrics: what the fake's answers
+    really took, seen from the worker (a slow fake shows here, not as a slow worker)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("tripcheck_groq_request_duration_seconds_sum", "tripcheck_groq_request_duration_seconds_count"):
+            found[name.rsplit("_", 1)[1]] = float(value)
+    return found["sum"] / found["count"] if found.get("count") else float("nan")
+
+
 def groq_slots(count: int, redis_url: str, scratch: Path) -> float:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
@@ -167,9 +181,10 @@ def groq_slots(count: int, redis_url: str, scratch: Path) -> float:
           f" process: ideal {ideal:.0f} jobs/s; {count:,} jobs submitted at once")  # fmt: skip
     try:
         base_url = fake.stdout.readline().strip() if fake.stdout else ""
+        metrics_port = free_port()
         env = base_env(REDIS_URL=redis_url, GROQ_API_KEY="bench-not-secret", GROQ_BASE_URL=base_url,
                        GROQ_RPM="0", GROQ_TPM="0", WORKER_CONCURRENCY=str(SLOTS),
-                       WORKER_METRICS_PORT=str(free_port()), **UNLIMITED)  # fmt: skip
+                       WORKER_METRICS_PORT=str(metrics_port), **UNLIMITED)  # fmt: skip
         port = free_port()
         with api_server(port, env) as api:
             auth = sign_in(api)
@@ -180,12 +195,14 @@ def groq_slots(count: int, redis_url: str, scratch: Path) -> float:
                 before = tree_cpu(worker)
                 ids = _submit(port, token, count, scratch)
                 drained = _drain(client, ids, worker, before, timeout=count)
+                call = _mean_call(metrics_port)
             rate = count / drained.seconds
             print(f"  {drained.succeeded:,} succeeded in {drained.seconds:.2f} s: {rate:.1f} jobs/s ="
                   f" {rate / ideal:.0%} of the ideal (goal ≥ {SLOTS_GOAL:.0%}:"
                   f" {'met' if rate / ideal >= SLOTS_GOAL else 'MISSED'});"
                   f" worker CPU {drained.cpu / count * 1000:.2f} ms/job; a job's start to its finish:"
-                  f" median {drained.busy:.2f} s; {drained.calls:.2f} calls per job")  # fmt: skip
+                  f" median {drained.busy:.2f} s; {drained.calls:.2f} calls per job, {call:.3f} s each"
+                  " on average as the worker timed them")  # fmt: skip
             owner = client.hget(keys.job(ids[0]), "owner")
             _memory(client, ids, keys.owner_index(owner.decode() if isinstance(owner, bytes) else ""))
     finally:

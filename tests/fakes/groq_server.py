@@ -187,6 +187,9 @@ class FakeGroq:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The headers and the body go out in two writes: with Nagle's algorithm the body waits
+            # for the client's delayed ACK of the headers, 40 ms added to every answer.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: tests read `received` instead."""
