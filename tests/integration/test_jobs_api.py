@@ -3,6 +3,7 @@ delete, listing, owner scoping, and every kind of bad input answered as problem+
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +12,9 @@ import msgspec
 import pytest
 import redis
 
-from shared import keys
+from shared import keys, lifecycle
+from shared.clock import utcnow
+from shared.jobs import SyncJobStore
 from tests.conftest import Stack
 
 TRIP: dict[str, Any] = {"location": "Kyoto", "days": 5, "transport": "plane", "occasion": "holiday"}
@@ -148,6 +151,37 @@ async def test_long_poll_on_a_canceled_job_returns_at_once(idle_api: httpx.Async
     response = await idle_api.get(f"/api/v1/checklists/{job_id}", params={"wait": 30}, timeout=5)
 
     assert response.json()["status"] == "canceled"
+
+
+async def test_a_long_poll_whose_wait_runs_out_answers_the_job_as_it_stands_then(
+    idle_api: httpx.AsyncClient, idle_stack: Stack
+) -> None:
+    """The job started during the wait (an event, not a final one): the answer is `running`, not the
+    `queued` job the long-poll read when it began."""
+    job_id = (await submit(idle_api)).json()["id"]
+    polling = asyncio.create_task(idle_api.get(f"/api/v1/checklists/{job_id}", params={"wait": 1.5}))
+    await asyncio.sleep(0.5)
+    store = SyncJobStore(redis.Redis.from_url(idle_stack.redis_url), job_ttl=600)
+    stored = store.get(job_id)
+    assert stored is not None
+    assert stored.job.status == "queued"
+    store.start(stored, lifecycle.start_attempt(stored.job, utcnow()), worker="test-worker", lease=30)
+
+    response = await polling
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "running"
+    assert (await idle_api.post(f"/api/v1/checklists/{job_id}/cancel")).json()["status"] == "canceled"
+
+
+async def test_a_long_poll_on_a_job_nothing_happens_to_answers_it_unchanged(idle_api: httpx.AsyncClient) -> None:
+    accepted = (await submit(idle_api)).json()
+    before = (await idle_api.get(f"/api/v1/checklists/{accepted['id']}")).json()
+
+    response = await idle_api.get(f"/api/v1/checklists/{accepted['id']}", params={"wait": 0.3})
+
+    assert response.status_code == 200
+    assert response.json() == before
 
 
 async def test_delete_removes_the_job_its_index_entry_and_its_idempotency_key(
