@@ -1,7 +1,7 @@
 """The two measured hot paths, answered without Litestar's routing and middleware layers.
 
 A submission (`POST /api/v1/checklists`) and a plain poll (`GET /api/v1/checklists/{id}`, no
-query) are most of the traffic, and on them Litestar's layers (routing, two exception-handling
+query, or a long-poll's `wait`) are most of the traffic, and on them Litestar's layers (routing, two exception-handling
 layers, the `AccessControl` middleware, the `Response` object and its conversion) cost more CPU
 than the request's own work: measured with `make bench`, README "Performance". `FastPath` sits
 where Litestar calls its ASGI handler (so `Observed`'s request ids, metrics and access line and the
@@ -10,9 +10,13 @@ two requests itself, with the same code the routes use: `api.security.authentica
 `quota_for`, the routes' `accept_submission` and `ChecklistService.get_doc`, and the app's own
 exception handlers (`api.problems`) for every error.
 
+A poll may carry one query, `wait=` with a plain decimal number within `MAX_WAIT` (a long-poll):
+when thousands of long-polls end together their clients ask again at once, and that storm is
+where the framework's cost showed (py-spy, README "Performance").
+
 Anything else goes to Litestar unchanged, and so does any of these two requests that asks for more
-than the plain case: an `Origin` header (CORS), a query string (`?wait=` long-polls), a `root_path`,
-an unusual `Host` header, HEAD. The OpenAPI document still describes both routes from their
+than the plain case: an `Origin` header (CORS), any other query string (a `wait` Litestar must
+judge, say), a `root_path`, an unusual `Host` header, HEAD. The OpenAPI document still describes both routes from their
 controllers, and tests/integration/test_fast_path.py sends the same requests, good and bad, to an
 app with and without this path and compares the answers.
 
@@ -48,6 +52,8 @@ _POLL_PREFIX = API_PREFIX + "/"
 _JSON = (b"content-type", b"application/json")
 #: Host headers Litestar certainly accepts (a name or an address, with a port): others go to it.
 _PLAIN_HOST = re.compile(rb"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+#: The one query string a poll answered here may have: a long-poll's wait, as a plain number.
+_PLAIN_WAIT = re.compile(rb"wait=([0-9]{1,4}(?:\.[0-9]{1,6})?)")
 
 
 class FastPath:
@@ -76,17 +82,18 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.next is not None, "wrap() Litestar's handler first"
-        if scope["type"] == ScopeType.HTTP and not scope["query_string"] and not scope.get("root_path"):
-            method, path = scope["method"], scope["path"]
+        if scope["type"] == ScopeType.HTTP and not scope.get("root_path"):
+            method, path, query = scope["method"], scope["path"], scope["query_string"]
             if method == "GET" and path.startswith(_POLL_PREFIX):
                 job_id = path[len(_POLL_PREFIX) :]
-                if job_id and "/" not in job_id:
+                wait = self._plain_wait(query)
+                if job_id and "/" not in job_id and wait is not None:
                     headers = _plain_headers(scope)
                     if headers is not None:
                         self.answered += 1
-                        await self._poll(scope, receive, send, headers, job_id)
+                        await self._poll(scope, receive, send, headers, job_id, wait=wait)
                         return
-            elif method == "POST" and path == API_PREFIX:
+            elif method == "POST" and path == API_PREFIX and not query:
                 headers = _plain_headers(scope)
                 if headers is not None:
                     self.answered += 1
@@ -94,8 +101,19 @@ class FastPath:
                     return
         await self.next(scope, receive, send)
 
+    def _plain_wait(self, query: bytes) -> float | None:
+        """The poll's wait (0 with no query), or None when Litestar should read the query: anything
+        but `wait=<number>` within MAX_WAIT (above it, the route's own error answers)."""
+        if not query:
+            return 0.0
+        found = _PLAIN_WAIT.fullmatch(query)
+        if found is None:
+            return None
+        wait = float(found.group(1))
+        return wait if wait <= self.litestar.state.resources.settings.api.max_wait else None
+
     async def _poll(
-        self, scope: HTTPScope, receive: Receive, send: Send, headers: dict[bytes, bytes], job_id: str
+        self, scope: HTTPScope, receive: Receive, send: Send, headers: dict[bytes, bytes], job_id: str, *, wait: float
     ) -> None:
         scope["route_handler"], scope["path_template"] = self._route("GET", scope["path"])
         scope["path_params"] = {"job_id": job_id}
@@ -105,7 +123,10 @@ class FastPath:
             principal = await authenticate(scope, resources, *_credentials(headers))
             guard = resources.limiter.guard(quota_for(principal, "poll", resources.settings.limits), fail_open=True)
             async with guard:  # spent in the read's own script: one round trip
-                doc = await resources.checklists.get_doc(principal.user_id, job_id, guard)
+                if wait:  # as the route does: a long-poll
+                    doc = await resources.checklists.wait_doc(principal.user_id, job_id, wait, guard)
+                else:
+                    doc = await resources.checklists.get_doc(principal.user_id, job_id, guard)
         except Exception as exc:
             await self._problem(scope, receive, send, exc, guard)
             return
