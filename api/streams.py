@@ -134,9 +134,10 @@ class EventStream:
                     return
                 batch = []
             quiet_until = time.monotonic() + heartbeat
+            final: bytes | None = None  # the finished job's doc, once read with its last entries
             while True:
                 for entry in batch:
-                    sent = await self._send(entry)
+                    sent = await self._send(entry, final)
                     if sent is None:
                         return  # deleted meanwhile
                     yield sent
@@ -149,8 +150,13 @@ class EventStream:
                     while (event := await watch.next(quiet_until - time.monotonic())) is None:
                         yield HEARTBEAT
                         quiet_until = time.monotonic() + heartbeat
-                    if any(woken.status == "deleted" for woken in [event, *watch.drain()]):
+                    woken = [event, *watch.drain()]
+                    if any(each.status == "deleted" for each in woken):
                         return
+                    if any(each.status in TERMINAL_STATUSES for each in woken):
+                        # The last entries and the finished job's doc, which its entry lacks, at once.
+                        batch, final = await store.event_log_and_doc(self.owner, self.job_id, last, _BATCH)
+                        continue
                 batch = await store.event_log(self.job_id, after=last, count=_BATCH)
 
     async def _start(self) -> tuple[list[RecordedEvent] | None, str | None]:
@@ -165,7 +171,10 @@ class EventStream:
             return None, None
         return [latest], None
 
-    async def _send(self, entry: RecordedEvent) -> StreamEvent | None:
-        # A finished job's entry has no doc: the job's own doc is final, and is what it finished with.
-        doc = entry.doc if entry.doc is not None else await self.service.store.get_doc(self.owner, self.job_id)
+    async def _send(self, entry: RecordedEvent, final: bytes | None = None) -> StreamEvent | None:
+        # A finished job's entry has no doc: the job's own doc is final, and is what it finished with
+        # (`final`, when it was read with the entry).
+        doc = entry.doc
+        if doc is None:
+            doc = final if final is not None else await self.service.store.get_doc(self.owner, self.job_id)
         return StreamEvent(entry.id, entry.type, doc) if doc is not None else None

@@ -145,6 +145,11 @@ def _recorded(entry: Any) -> RecordedEvent:
     )
 
 
+def _log_range(job_id: str, after: str | None, count: int) -> tuple[str | int, ...]:
+    """The XRANGE of the job's recorded events after stream id `after` (from the first when None)."""
+    return ("XRANGE", keys.job_events(job_id), f"({after}" if after else "-", "+", "COUNT", count)
+
+
 def _events(job_id: str) -> list[str]:
     return [keys.EVENTS_CHANNEL, job_id]
 
@@ -232,9 +237,18 @@ class JobStore:
 
     async def event_log(self, job_id: str, after: str | None = None, count: int = 100) -> list[RecordedEvent]:
         """The job's recorded events after stream id `after` (all when None), oldest first."""
-        start = f"({after}" if after else "-"
-        entries = await self.client.execute("XRANGE", keys.job_events(job_id), start, "+", "COUNT", count)
+        entries = await self.client.execute(*_log_range(job_id, after, count))
         return [_recorded(entry) for entry in entries]
+
+    async def event_log_and_doc(
+        self, owner: str, job_id: str, after: str | None, count: int = 100
+    ) -> tuple[list[RecordedEvent], bytes | None]:
+        """`event_log` and `get_doc` in one round trip: what a stream told that its job finished
+        sends (the final entry has no doc of its own: the job's hash has it)."""
+        entries, (found_owner, doc) = await self.client.execute_many(
+            _log_range(job_id, after, count), ("HMGET", keys.job(job_id), "owner", "doc")
+        )
+        return [_recorded(entry) for entry in entries], doc if found_owner == owner.encode() else None
 
     async def events_since(self, job_id: str, event_id: str, count: int = 100) -> list[RecordedEvent] | None:
         """The events after `event_id` if the job's stream still holds that event; None when it does

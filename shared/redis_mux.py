@@ -173,6 +173,27 @@ class _Protocol(asyncio.Protocol):
         self.outgoing.clear()
 
 
+async def _gathered(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every future's result in order; the first error once all have settled (a cancelled caller
+    leaves the replies still to come to be read and dropped by the protocol)."""
+    results: list[Any] = []
+    error: Exception | None = None
+    try:
+        for future in futures:
+            try:
+                results.append(await future)
+            except (RedisReplyError, RedisUnavailable) as exc:
+                error = error or exc
+    except BaseException:
+        for future in futures:
+            if not future.cancel() and not future.cancelled():
+                future.exception()
+        raise
+    if error is not None:
+        raise error
+    return results
+
+
 class MultiplexedRedis:
     """The API's Redis connection: `execute()` and scripts, shared by every request of a process."""
 
@@ -255,6 +276,15 @@ class MultiplexedRedis:
         if protocol.paused:  # Redis is not keeping up: wait, rather than grow the write buffer
             await protocol.writable()
         return await protocol.send(_pack(args), asyncio.get_running_loop())
+
+    async def execute_many(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Any]:
+        """Run several commands in one write and one round trip, without a task per command; their
+        replies in order. When one fails, every reply is still read before the first error is raised."""
+        protocol = self._protocol or await self._connect()
+        if protocol.paused:
+            await protocol.writable()
+        loop = asyncio.get_running_loop()
+        return await _gathered([protocol.send(_pack(command), loop) for command in commands])
 
     async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any:
         try:

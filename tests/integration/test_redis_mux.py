@@ -245,3 +245,21 @@ async def test_a_failed_script_in_a_batch_still_settles_every_other_reply(
 
     assert "exception was never retrieved" not in caplog.text
     assert await link.execute("ECHO", "next") == b"next"  # and the connection is still in step
+
+
+async def test_several_commands_go_in_one_round_trip_and_an_error_settles_them_all(
+    link: MultiplexedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = f"mux:{uuid.uuid4().hex}"
+    gc.collect()
+    caplog.clear()
+
+    replies = await link.execute_many(("SET", key, "v"), ("GET", key), ("STRLEN", key))
+    with pytest.raises(RedisReplyError, match="unknown command"):
+        await link.execute_many(("ECHO", "one"), ("NOT-A-COMMAND",), ("NOT-EITHER",), ("ECHO", "four"))
+    await asyncio.sleep(0.05)
+    gc.collect()
+
+    assert replies == [b"OK", b"v", 1]
+    assert "exception was never retrieved" not in caplog.text
+    assert await link.execute("ECHO", "next") == b"next"  # the connection is still in step

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
+from litestar.response import ServerSentEventMessage
 
 from api.events import JobEventHub
+from api.routes.events import JobEventMessage
 from api.service import ChecklistService
 from api.streams import EventStream, EventStreamService, parse_event_id
 from shared import keys
@@ -89,3 +91,19 @@ async def test_a_redis_error_that_is_a_bug_is_not_hidden(
 
     with pytest.raises(RedisReplyError, match="WRONGTYPE"):
         [item async for item in stream]
+
+
+@pytest.mark.parametrize(
+    ("data", "event", "event_id"),
+    [
+        (b'{"id":"' + b"a" * 32 + b'","status":"succeeded","items":["x\\ny"]}', "job.succeeded", "1795761635685-0"),
+        (b'{"status":"queued"}', "job.queued", "1795761635685-12"),
+        (b'{"a":1}', "job.queued", None),  # a job recorded before event records: no id
+        (b'{"a":\n1}', "job.running", "1-0"),  # a line break in the data
+        (b'{"a":1}', "job.run\nning", "1-\r0"),  # line breaks where Litestar removes them
+    ],
+)
+def test_job_events_are_written_as_litestar_writes_them(data: bytes, event: str, event_id: str | None) -> None:
+    ours = JobEventMessage(data=data, event=event, id=event_id).encode()
+
+    assert ours == ServerSentEventMessage(data=data, event=event, id=event_id).encode()
