@@ -59,6 +59,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: As in production's ops/redis/redis.conf: a job's small event record (a stream) costs 2.7 KB of
+#: Redis memory instead of the 4.7 KB that Redis's default up-front node size gives it.
+STREAM_NODE_MAX_BYTES = 2048
+
+
 class EmbeddedRedis:
     """One redis-server child process on 127.0.0.1."""
 
@@ -89,6 +94,7 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "redis.log"),
+            "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
         ]  # fmt: skip
         if self.persist:
             args += ["--appendonly", "yes", "--save", "60 1"]

@@ -6,10 +6,11 @@ import asyncio
 import time
 
 import httpx
+import pytest
 import redis
 
 from shared import keys
-from shared.embedded_redis import free_port
+from shared.embedded_redis import STREAM_NODE_MAX_BYTES, free_port
 from tests.conftest import Stack
 from tests.support import ApiServer, wait_for_status
 
@@ -146,3 +147,18 @@ async def test_heartbeats_of_long_dead_workers_are_forgotten(offline_stack: Stac
 
     assert client.zscore(keys.WORKERS, "celery@recent") is not None
     client.zrem(keys.WORKERS, "celery@recent")
+
+
+async def test_a_finished_jobs_event_record_takes_what_its_entries_need(
+    offline_api: httpx.AsyncClient, offline_stack: Stack
+) -> None:
+    """Three entries of about 1 KB in all: not the 4.7 KB a stream node gets up front by default."""
+    client = redis.Redis.from_url(offline_stack.redis_url)
+    if client.config_get("stream-node-max-bytes")["stream-node-max-bytes"] != str(STREAM_NODE_MAX_BYTES):
+        pytest.skip("TEST_REDIS_URL names a Redis configured otherwise")  # ops/redis/redis.conf sets it
+    job_id = (await offline_api.post("/api/v1/checklists", json=TRIP)).json()["id"]
+    await wait_for_status(offline_api, job_id, {"succeeded"})
+
+    entries = client.xrange(keys.job_events(job_id)) or []
+    assert [(fields or {}).get(b"type") for _, fields in entries] == [b"job.queued", b"job.running", b"job.succeeded"]
+    assert (client.memory_usage(keys.job_events(job_id), samples=0) or 0) < 3000

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.embedded_redis import STREAM_NODE_MAX_BYTES
 from shared.errors import SettingsError
 from shared.settings import load_settings
 from tests.production import (
@@ -170,7 +171,12 @@ def test_only_the_proxy_publishes_ports_and_redis_is_private() -> None:
     redis_command = " ".join(services()["redis"]["command"])
     assert "--requirepass" in redis_command
     config = (ROOT / "ops" / "redis" / "redis.conf").read_text()
-    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"):
+    for line in (
+        "appendonly yes",
+        "appendfsync everysec",
+        "maxmemory-policy noeviction",
+        f"stream-node-max-bytes {STREAM_NODE_MAX_BYTES}",  # as the embedded Redis of make run and tests
+    ):
         assert re.search(rf"^{line}$", config, re.MULTILINE), line
 
 
