@@ -173,25 +173,23 @@ class _Protocol(asyncio.Protocol):
         self.outgoing.clear()
 
 
-async def _gathered(futures: list[asyncio.Future[Any]]) -> list[Any]:
-    """Every future's result in order; the first error once all have settled (a cancelled caller
-    leaves the replies still to come to be read and dropped by the protocol)."""
-    results: list[Any] = []
-    error: Exception | None = None
+async def _settled(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every future's reply, or its error, in order, once all have come (a cancelled caller leaves
+    the replies still to come to be read and dropped by the protocol)."""
+    outcomes: list[Any] = []
     try:
         for future in futures:
             try:
-                results.append(await future)
+                outcomes.append(await future)
             except (RedisReplyError, RedisUnavailable) as exc:
-                error = error or exc
+                outcomes.append(exc)
     except BaseException:
+        # Cancelled: a failure that has already arrived is marked as seen.
         for future in futures:
             if not future.cancel() and not future.cancelled():
                 future.exception()
         raise
-    if error is not None:
-        raise error
-    return results
+    return outcomes
 
 
 class MultiplexedRedis:
@@ -270,21 +268,33 @@ class MultiplexedRedis:
                     continue
             await asyncio.sleep(wait)
 
+    async def _writable(self) -> _Protocol:
+        """The connection (made if need be), once it takes commands: while Redis is not keeping up,
+        callers wait rather than grow the write buffer."""
+        protocol = self._protocol or await self._connect()
+        if protocol.paused:
+            await protocol.writable()
+        return protocol
+
     async def execute(self, *args: str | bytes | int | float) -> Any:
         """Run one command; returns hiredis' reply (bytes, int, list, None)."""
-        protocol = self._protocol or await self._connect()
-        if protocol.paused:  # Redis is not keeping up: wait, rather than grow the write buffer
-            await protocol.writable()
+        protocol = self._protocol
+        if protocol is None or protocol.paused:  # not connected yet, or Redis is not keeping up
+            protocol = await self._writable()
         return await protocol.send(_pack(args), asyncio.get_running_loop())
 
     async def execute_many(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Any]:
         """Run several commands in one write and one round trip, without a task per command; their
         replies in order. When one fails, every reply is still read before the first error is raised."""
-        protocol = self._protocol or await self._connect()
-        if protocol.paused:
-            await protocol.writable()
+        protocol = self._protocol
+        if protocol is None or protocol.paused:  # not connected yet, or Redis is not keeping up
+            protocol = await self._writable()
         loop = asyncio.get_running_loop()
-        return await _gathered([protocol.send(_pack(command), loop) for command in commands])
+        outcomes = await _settled([protocol.send(_pack(command), loop) for command in commands])
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes
 
     async def run_script(self, script: Script, keys: list[str], args: list[str | bytes | int | float]) -> Any:
         try:
@@ -301,36 +311,25 @@ class MultiplexedRedis:
         Replies come back in order; a script Redis does not know yet is loaded and run again. When
         one fails, every other reply of the batch is still read before the first error is raised.
         """
-        protocol = self._protocol or await self._connect()
-        if protocol.paused:
-            await protocol.writable()
+        protocol = self._protocol
+        if protocol is None or protocol.paused:  # not connected yet, or Redis is not keeping up
+            protocol = await self._writable()
         loop = asyncio.get_running_loop()
         futures = [
             protocol.send(_pack(("EVALSHA", script.sha, len(keys), *keys, *args)), loop) for script, keys, args in calls
         ]
         results: list[Any] = []
         error: Exception | None = None
-        try:
-            for (script, keys, args), future in zip(calls, futures, strict=True):
+        for (script, keys, args), outcome in zip(calls, await _settled(futures), strict=True):
+            if not isinstance(outcome, Exception):
+                results.append(outcome)
+            elif error is None and isinstance(outcome, RedisReplyError) and str(outcome).startswith("NOSCRIPT"):
                 try:
-                    results.append(await future)
-                except RedisReplyError as exc:
-                    if error is None and str(exc).startswith("NOSCRIPT"):
-                        try:
-                            results.append(await self.run_script(script, keys, args))
-                        except (RedisReplyError, RedisUnavailable) as again:
-                            error = again
-                    elif error is None:
-                        error = exc
-                except RedisUnavailable as exc:
-                    error = error or exc
-        except BaseException:
-            # Cancelled: the replies still to come are read and dropped by the protocol, and a
-            # failure that has already arrived is marked as seen.
-            for future in futures:
-                if not future.cancel() and not future.cancelled():
-                    future.exception()
-            raise
+                    results.append(await self.run_script(script, keys, args))
+                except (RedisReplyError, RedisUnavailable) as again:
+                    error = again
+            else:
+                error = error or outcome
         if error is not None:
             raise error
         return results
