@@ -5,8 +5,7 @@ subscription and wakes the requests waiting on that job (long-polls, the legacy 
 streams), so a waiting request costs no Redis connection and no polling. If the subscription drops
 it is re-established; events published meanwhile are lost to pub/sub, so after every subscription
 each waiter gets a `RESUBSCRIBED` wake: event streams read the job's recorded events again, and
-long-polls re-read the job when their wait ends, so a missed event costs at most the rest of that
-wait, never a wrong answer.
+long-polls read the job again, so a missed event costs a delay, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ class Watch:
             # of long-polls ending together that was a tenth of the API's CPU (py-spy).
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _settle, waiter)
+            timer = loop.call_later(timeout, _time_up, waiter)
             try:
                 await waiter
             finally:
@@ -72,7 +71,7 @@ class Watch:
         return events
 
 
-def _settle(waiter: asyncio.Future[None]) -> None:
+def _time_up(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

@@ -1,24 +1,25 @@
-"""The two measured hot paths, answered without Litestar's routing and middleware layers.
+"""The measured hot paths, answered without Litestar's routing and middleware layers.
 
-A submission (`POST /api/v1/checklists`) and a plain poll (`GET /api/v1/checklists/{id}`, no
-query, or a long-poll's `wait`) are most of the traffic, and on them Litestar's layers (routing, two exception-handling
-layers, the `AccessControl` middleware, the `Response` object and its conversion) cost more CPU
-than the request's own work: measured with `make bench`, README "Performance". `FastPath` sits
-where Litestar calls its ASGI handler (so `Observed`'s request ids, metrics and access line and the
-app's `before_send` hooks, security headers included, apply as on every route) and answers those
-two requests itself, with the same code the routes use: `api.security.authenticate` and
-`quota_for`, the routes' `accept_submission` and `ChecklistService.get_doc`, and the app's own
-exception handlers (`api.problems`) for every error.
+A submission (`POST /api/v1/checklists`) and a poll (`GET /api/v1/checklists/{id}`, with no
+query or a long-poll's `wait`) are most of the traffic, and on them Litestar's layers (routing,
+two exception-handling layers, the `AccessControl` middleware, the `Response` object and its
+conversion) cost more CPU than the request's own work: measured with `make bench`, README
+"Performance". `FastPath` sits where Litestar calls its ASGI handler (so `Observed`'s request ids,
+metrics and access line and the app's `before_send` hooks, security headers included, apply as on
+every route) and answers those requests itself, with the same code the routes use:
+`api.security.authenticate` and `quota_for`, the routes' `accept_submission` and
+`ChecklistService.get_doc` / `wait_doc`, and the app's own exception handlers (`api.problems`) for
+every error.
 
 A poll may carry one query, `wait=` with a plain decimal number within `MAX_WAIT` (a long-poll):
 when thousands of long-polls end together their clients ask again at once, and that storm is
 where the framework's cost showed (py-spy, README "Performance").
 
-Anything else goes to Litestar unchanged, and so does any of these two requests that asks for more
+Anything else goes to Litestar unchanged, and so does any of these requests that asks for more
 than the plain case: an `Origin` header (CORS), any other query string (a `wait` Litestar must
-judge, say), a `root_path`, an unusual `Host` header, HEAD. The OpenAPI document still describes both routes from their
-controllers, and tests/integration/test_fast_path.py sends the same requests, good and bad, to an
-app with and without this path and compares the answers.
+judge, say), a `root_path`, an unusual `Host` header, HEAD. The OpenAPI document still describes
+both routes from their controllers, and tests/integration/test_fast_path.py sends the same
+requests, good and bad, to an app with and without this path and compares the answers.
 
 This is the one place where the API goes around the framework.
 """
