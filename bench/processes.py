@@ -15,7 +15,8 @@ import os
 import statistics
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -90,12 +91,21 @@ def _sample(url: str, body: bytes | None, auth: dict[str, str], api: list[psutil
                   split)  # fmt: skip
 
 
-def _realtime(redis_server: psutil.Process) -> None:
-    """Run redis-server under SCHED_FIFO: it runs as soon as a command reaches it (root only)."""
+@contextmanager
+def _realtime(redis_server: psutil.Process, enabled: bool) -> Iterator[None]:
+    """Run redis-server under SCHED_FIFO meanwhile (it runs as soon as a command reaches it; root
+    only), and as any process again afterwards, for the sections that follow."""
+    if not enabled:
+        yield
+        return
     try:
         os.sched_setscheduler(redis_server.pid, os.SCHED_FIFO, os.sched_param(10))
     except PermissionError as exc:
         raise SystemExit("--redis-realtime needs root (SCHED_FIFO)") from exc
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(redis_server.pid, os.SCHED_OTHER, os.sched_param(0))
 
 
 def processes(redis_url: str, redis_pid: int, *, seconds: float, rounds: int, connections: int,
@@ -105,9 +115,8 @@ def processes(redis_url: str, redis_pid: int, *, seconds: float, rounds: int, co
     cores = psutil.cpu_count() or 1
     print(f"\nAPI processes: WORKERS=2 against WORKERS=1 ({cores} cores shared with wrk and Redis"
           f"{'; Redis under SCHED_FIFO' if redis_realtime else ''})")  # fmt: skip
-    if redis_realtime:
-        _realtime(redis_server)
     with ExitStack() as stack:
+        stack.enter_context(_realtime(redis_server, redis_realtime))
         servers: dict[int, tuple[str, list[psutil.Process], list[psutil.Process]]] = {}
         for workers in (1, 2):
             port = free_port()
