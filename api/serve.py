@@ -22,9 +22,8 @@ import shutil
 import sys
 import tempfile
 
-from shared.errors import SettingsError
 from shared.observability import uvicorn_log_config
-from shared.settings import load_settings
+from shared.settings import load_settings_or_report
 
 __all__ = ["main", "prepare_multiprocess_dir"]
 
@@ -48,10 +47,8 @@ def prepare_multiprocess_dir() -> tuple[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = load_settings_or_report()
+    if settings is None:
         return 2
     parser = argparse.ArgumentParser(prog="python -m api.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to bind (HOST)")

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.errors import SettingsError
-from shared.settings import load_settings
+from shared.settings import load_settings_or_report
 
 __all__ = ["main"]
 
@@ -21,10 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.check_settings", description=__doc__.split("\n\n")[0])
     parser.add_argument("--production", action="store_true", help="also require ENVIRONMENT=production and REDIS_URL")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = load_settings_or_report()
+    if settings is None:
         return 2
     if args.production:
         problems = []

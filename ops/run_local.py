@@ -28,8 +28,7 @@ from ops import flower
 from ops.supervisor import Child, Supervisor, describe_exit
 from shared import keys
 from shared.embedded_redis import EmbeddedRedis
-from shared.errors import SettingsError
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings_or_report
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds the API and the worker get to stop after SIGTERM (Celery's warm shutdown lets running
@@ -230,10 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.run_local", description="make run")
     parser.add_argument("--flower", action="store_true", help="start Flower too (make run FLOWER=1)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = load_settings_or_report()
+    if settings is None:
         return 2
     requests = StopRequests()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

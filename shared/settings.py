@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,6 +35,7 @@ __all__ = [
     "WorkerSettings",
     "get_settings",
     "load_settings",
+    "load_settings_or_report",
 ]
 
 Environment = Literal["development", "test", "production"]
@@ -555,6 +557,16 @@ def _default_env() -> dict[str, str]:
         env.update({key: value for key, value in dotenv_values(dotenv).items() if value is not None})
     env.update(os.environ)
     return env
+
+
+def load_settings_or_report() -> Settings | None:
+    """The settings for a command (`python -m api.serve`, `ops.run_local`, `ops.check_settings`):
+    None, with every problem printed to standard error, when they are invalid (it then exits 2)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 @lru_cache(maxsize=1)
