@@ -115,15 +115,13 @@ class AccessControl(ASGIMiddleware):
         await next_app(scope, receive, with_rate_headers(send, guard))
 
 
-async def authenticate(
-    scope: Scope, resources: Any, authorization: str | None, api_key: str | None, address: str | None = None
-) -> Principal:
+async def authenticate(scope: Scope, resources: Any, authorization: str | None, api_key: str | None) -> Principal:
     """Who the request acts for (`scope["user"]`, and the owner its log lines name); a failure is
-    logged with the client's address (worked out here when not given) and raised."""
+    logged with the client's address (worked out only then) and raised."""
     try:
         principal: Principal = await resources.authenticator.authenticate(authorization, api_key)
     except AuthenticationFailed as failure:
-        log_auth_failure(failure.reason, address or client_address(scope, resources.trusted_proxies))
+        log_auth_failure(failure.reason, client_address(scope, resources.trusted_proxies))
         raise
     scope["user"] = principal
     context = current_context()
