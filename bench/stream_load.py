@@ -61,13 +61,43 @@ async def _chunk(reader: asyncio.StreamReader) -> bytes | None:
     return (await reader.readexactly(size + 2))[:-2]
 
 
-class Streams:
+class _Waiters:
+    """One waiting client per job id. `run` prints `ready <s>` once every client is going (its
+    `follow` says so with `going`), then one JSON line: per job, when its final answer arrived
+    (`finished`) and how many answers or events it took (under `COUNTED`), and the CPU used."""
+
+    COUNTED = ""
+
     def __init__(self, port: int, token: str, ids: list[str]) -> None:
         self.port, self.token, self.ids = port, token, ids
-        self.opened = 0
-        self.all_open = asyncio.Event()
         self.finished: dict[str, float] = {}
-        self.events: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self._going = 0
+        self._all_going = asyncio.Event()
+
+    def going(self) -> None:
+        self._going += 1
+        if self._going == len(self.ids):
+            self._all_going.set()
+
+    async def follow(self, job_id: str, gate: asyncio.Semaphore) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        began = time.monotonic()
+        gate = asyncio.Semaphore(100)
+        tasks = [asyncio.create_task(self.follow(job_id, gate)) for job_id in self.ids]
+        await self._all_going.wait()
+        print(f"ready {time.monotonic() - began:.3f}", flush=True)
+        await asyncio.gather(*tasks)
+        result = {"finished": self.finished, self.COUNTED: self.counts, "cpu": time.process_time()}
+        print(json.dumps(result), flush=True)
+
+
+class Streams(_Waiters):
+    """A client is going once its stream has sent its first event."""
+
+    COUNTED = "events"
 
     async def follow(self, job_id: str, gate: asyncio.Semaphore) -> None:
         async with gate:  # connect in waves, as clients arriving over a moment would
@@ -78,60 +108,37 @@ class Streams:
         while (chunk := await _chunk(reader)) is not None:
             if chunk.startswith(b":"):
                 continue  # a heartbeat
-            self.events[job_id] = self.events.get(job_id, 0) + 1
+            self.counts[job_id] = self.counts.get(job_id, 0) + 1
             if first:
                 first = False
-                self.opened += 1
-                if self.opened == len(self.ids):
-                    self.all_open.set()
+                self.going()
             if any(kind in chunk for kind in _TERMINAL):
                 self.finished[job_id] = time.monotonic()
         writer.close()
 
-    async def run(self) -> None:
-        began = time.monotonic()
-        gate = asyncio.Semaphore(100)
-        tasks = [asyncio.create_task(self.follow(job_id, gate)) for job_id in self.ids]
-        await self.all_open.wait()
-        print(f"ready {time.monotonic() - began:.3f}", flush=True)
-        await asyncio.gather(*tasks)
-        result = {"finished": self.finished, "events": self.events, "cpu": time.process_time()}
-        print(json.dumps(result), flush=True)
 
+class Polls(_Waiters):
+    """A client is going once it is connected; it asks again until the job is final."""
 
-class Polls:
+    COUNTED = "answers"
+
     def __init__(self, port: int, token: str, ids: list[str], wait: float) -> None:
-        self.port, self.token, self.ids, self.wait = port, token, ids, wait
-        self.sent = 0
-        self.all_sent = asyncio.Event()
-        self.finished: dict[str, float] = {}
-        self.answers: dict[str, int] = {}
+        super().__init__(port, token, ids)
+        self.wait = wait
 
     async def follow(self, job_id: str, gate: asyncio.Semaphore) -> None:
         request = _request(f"/api/v1/checklists/{job_id}?wait={self.wait:g}", self.token)
         async with gate:
             reader, writer = await _connect(self.port)
-        self.sent += 1
-        if self.sent == len(self.ids):
-            self.all_sent.set()
+        self.going()
         while True:
             writer.write(request)
             body = await reader.readexactly(int((await _head(reader))[b"content-length"]))
-            self.answers[job_id] = self.answers.get(job_id, 0) + 1
+            self.counts[job_id] = self.counts.get(job_id, 0) + 1
             if any(status in body for status in _FINAL_STATUS):
                 self.finished[job_id] = time.monotonic()
                 break
         writer.close()
-
-    async def run(self) -> None:
-        began = time.monotonic()
-        gate = asyncio.Semaphore(100)
-        tasks = [asyncio.create_task(self.follow(job_id, gate)) for job_id in self.ids]
-        await self.all_sent.wait()
-        print(f"ready {time.monotonic() - began:.3f}", flush=True)
-        await asyncio.gather(*tasks)
-        result = {"finished": self.finished, "answers": self.answers, "cpu": time.process_time()}
-        print(json.dumps(result), flush=True)
 
 
 async def submit(port: int, token: str, count: int, connections: int) -> list[str]:
